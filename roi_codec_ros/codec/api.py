@@ -1,0 +1,262 @@
+"""``RoiCodec``: the one way to encode and decode a frame (used by the CLI, the ROS nodes, evaluation).
+
+Determinism by design: the entropy-coding side (z/w decoding, h_s, i_s, scale combination, scale-table
+indexes, y coding) always runs on the CPU in float64, on both ends, from integer CDF tables stored in the model
+file.  Only the analysis/synthesis transforms run on the chosen device (optionally fp16 on CUDA).  So the decoded
+*latents* are identical whatever device, thread count or process decodes the stream; the pixels are then
+computed by the synthesis transform on the decoder's device (bit-exact on the same device type and build).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .bitstream import (
+    FLAG_FEATURES,
+    FLAG_ROI,
+    BitstreamError,
+    FrameHeader,
+    code_to_rate,
+    pack_frame,
+    rate_to_code,
+    unpack_frame,
+)
+from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
+from .conditioning import ControlRanges, weighted_roi_mask
+from .model import ModelConfig, RoiHyperprior, build_model
+
+MAX_SIDE = 16384
+
+
+@dataclass
+class EncodedFrame:
+    """One compressed frame and what the encoder knows about it."""
+
+    data: bytes
+    height: int
+    width: int
+    rate: float
+    roi_weight: float
+    beta: float
+    model_id: str
+    encode_ms: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * len(self.data) / (self.height * self.width)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available (use 'cpu' or 'auto')")
+    return device
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+        raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {got}")
+    h, w = image.shape[:2]
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise ValueError(f"image size {w}x{h} outside 1..{MAX_SIDE} pixels per side")
+    return image
+
+
+class RoiCodec:
+    """Encode RGB frames to self-describing bytes and back (see module docstring for determinism)."""
+
+    def __init__(self, model: RoiHyperprior, device: str | torch.device = "cpu", fp16: bool = False, info: dict | None = None):
+        self.device = resolve_device(device)
+        if fp16 and self.device.type != "cuda":
+            raise ValueError("fp16 is only supported on CUDA devices")
+        self.fp16 = fp16
+        self.info = info or {}
+        model = model.eval()
+        self.model_id = model_fingerprint(model)
+        self.model_hash = bytes.fromhex(self.model_id)[:8]
+        # entropy side on CPU float64 (determinism); transforms on the device
+        self._coder = copy.deepcopy(model.latent_codec).double().cpu().eval()
+        self.model = model.to(self.device)
+        self.config: ModelConfig = model.config
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu", fp16: bool = False) -> "RoiCodec":
+        """Load a model file; ``None``/"default" = the model shipped in the package, "random" = untrained test model."""
+        if path is None or str(path) == "default":
+            if not DEFAULT_MODEL_PATH.is_file():
+                raise FileNotFoundError(
+                    f"the shipped default model is missing ({DEFAULT_MODEL_PATH}); reinstall the package or pass a model path"
+                )
+            path = DEFAULT_MODEL_PATH
+        if str(path) == "random":
+            return cls.random(device=device)
+        model, info = load_model_file(path)
+        info["path"] = str(path)
+        return cls(model, device=device, fp16=fp16, info=info)
+
+    @classmethod
+    def random(cls, seed: int = 0, device: str = "cpu", config: ModelConfig | None = None) -> "RoiCodec":
+        """An untrained model (small by default) with valid CDF tables: for tests and plumbing, not for quality."""
+        generator_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            model = build_model(config or ModelConfig(N=32, M=48, fusion_channels=8, object_channels=16))
+        finally:
+            torch.random.set_rng_state(generator_state)
+        with torch.no_grad():
+            # make the rate knob visibly act on an untrained model: latents grow with the rate
+            bins = model.config.rate_bins
+            model.g_a_cond[-1].scale.mul_(torch.logspace(-1, 1, bins, base=4.0)[:, None])
+        model.update(force=True)
+        return cls(model, device=device, info={"path": "random", "seed": seed})
+
+    # -- knobs ---------------------------------------------------------------------------------------
+    @property
+    def ranges(self) -> ControlRanges:
+        return self.config.ranges
+
+    @property
+    def rate_range(self) -> tuple[float, float]:
+        return (0.0, 1.0)
+
+    @property
+    def roi_weight_range(self) -> tuple[float, float]:
+        return (self.ranges.alpha_min, self.ranges.alpha_max)
+
+    @property
+    def detector_sha256(self) -> str | None:
+        detector = self.info.get("detector")
+        return detector.get("sha256") if isinstance(detector, dict) else None
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _to_tensor(self, array: np.ndarray, padded: tuple[int, int]) -> Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()
+        pad_h, pad_w = padded[0] - array.shape[0], padded[1] - array.shape[1]
+        # replicate padding costs fewer bits than zeros at the borders
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else x
+
+    def _features(self, features: Sequence[Tensor] | None, h: int, w: int) -> list[Tensor]:
+        if features is None:
+            return self.model.zero_features(1, h, w, self.device)
+        expected = self.config.feature_channels
+        if len(features) != len(expected) or any(
+            f.ndim != 4 or f.shape[0] != 1 or f.shape[1] != c for f, c in zip(features, expected)
+        ):
+            shapes = [tuple(f.shape) for f in features]
+            raise ValueError(f"features must be {len(expected)} maps (1,C,h,w) with C={list(expected)}, got {shapes}")
+        return [f.to(self.device, torch.float32) for f in features]
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16)
+
+    # -- encode / decode -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(
+        self,
+        image: np.ndarray,
+        roi_mask: np.ndarray | None = None,
+        features: Sequence[Tensor] | None = None,
+        rate: float = 0.5,
+        roi_weight: float = 1.0,
+    ) -> EncodedFrame:
+        """Encode an HxWx3 uint8 RGB frame.
+
+        roi_mask: HxW in [0,1] (bool or float), None = no ROI (uniform quality whatever roi_weight);
+        features: the detector adapter's frame-aligned maps, None = zero-filled; rate in [0,1] (1 = most bits);
+        roi_weight = alpha >= 1 (1 = uniform quality).
+        """
+        start = time.perf_counter()
+        image = _check_image(image)
+        self.ranges.check(float(rate), float(roi_weight))
+        h, w = image.shape[:2]
+        m = RoiHyperprior.PAD_MULTIPLE
+        padded = (-(-h // m) * m, -(-w // m) * m)
+        rate_code = rate_to_code(rate)
+        rate_q = code_to_rate(rate_code)  # condition on exactly what the decoder will see
+
+        x = self._to_tensor(image, padded) / 255.0
+        if roi_mask is None:
+            mask = torch.ones(1, 1, *padded, device=self.device)
+        else:
+            roi_mask = np.asarray(roi_mask)
+            if roi_mask.shape != (h, w):
+                raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
+            mask = self._to_tensor(np.clip(roi_mask.astype(np.float32), 0.0, 1.0)[..., None], padded)
+        u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
+        feats = self._features(features, h, w)
+        embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
+        with self._autocast():
+            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w))
+            f = self.model.object_features(feats, y, (h, w))
+        t_analysis = time.perf_counter()
+        out = self._coder.compress(y.double().cpu(), f.double().cpu())
+        strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
+        flags = (FLAG_FEATURES if features is not None else 0) | (FLAG_ROI if roi_mask is not None else 0)
+        header = FrameHeader(
+            model_hash=self.model_hash,
+            height=h,
+            width=w,
+            rate_code=rate_code,
+            z_shape=tuple(out["shape"]["z"]),
+            w_shape=tuple(out["shape"]["w"]),
+            pad_multiple=m,
+            flags=flags,
+        )
+        data = pack_frame(header, strings)
+        end = time.perf_counter()
+        return EncodedFrame(
+            data=data,
+            height=h,
+            width=w,
+            rate=rate_q,
+            roi_weight=float(roi_weight),
+            beta=float(self.ranges.beta(rate_q)),
+            model_id=self.model_id,
+            encode_ms=(end - start) * 1e3,
+            timings_ms={"analysis": (t_analysis - start) * 1e3, "entropy": (end - t_analysis) * 1e3},
+        )
+
+    def read_header(self, data: bytes) -> FrameHeader:
+        """Parse and check a frame's container (raises BitstreamError); no decoding."""
+        header, _ = unpack_frame(data, expected_model_hash=self.model_hash)
+        return header
+
+    @torch.inference_mode()
+    def decode(self, data: bytes) -> np.ndarray:
+        """Decode bytes from ``encode`` to an HxWx3 uint8 RGB image; raises ``BitstreamError`` on bad data."""
+        header, strings = unpack_frame(data, expected_model_hash=self.model_hash)
+        if header.pad_multiple != RoiHyperprior.PAD_MULTIPLE:
+            raise BitstreamError(f"pad multiple {header.pad_multiple} is not this model's {RoiHyperprior.PAD_MULTIPLE}")
+        shapes = {"z": header.z_shape, "w": header.w_shape, "y": header.y_shape}
+        try:
+            out = self._coder.decompress({name: [strings[name]] for name in ("y", "z", "w")}, shapes)
+        except BitstreamError:
+            raise
+        except Exception as exc:  # the entropy decoder rejected the strings
+            raise BitstreamError(f"entropy-coded payload could not be decoded: {exc}") from exc
+        y_hat = out["y_hat"].float().to(self.device)
+        if not torch.isfinite(y_hat).all():
+            raise BitstreamError("entropy-coded payload decoded to non-finite latents")
+        embedding = self.model.rate_embedding(torch.tensor([header.rate], device=self.device))
+        with self._autocast():
+            x_hat = self.model.synthesis(y_hat, embedding)
+        x_hat = x_hat[0, :, : header.height, : header.width].float().clamp(0.0, 1.0)
+        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,96 @@
+"""Test-time control: the rate knob (beta) and the ROI weight (alpha), and how they enter the network.
+
+Fathima et al., "A neural video codec with spatial rate-distortion control" (WACV 2023):
+- beta conditions encoder and decoder through conditional convolutions: every conv is followed by a
+  per-channel scale and shift looked up from a *soft* one-hot embedding of beta over a few bins
+  (interpolated between neighbouring bins, not rounded).
+- alpha enters only the encoder, as the weighted ROI mask ``m_alpha = (1 - m) * u_alpha + m`` concatenated
+  with the image; ``u_alpha = 1`` (alpha = 1) means uniform quality.
+
+Public knobs and their mapping (one place for it):
+- ``rate`` in [0, 1]: 1 = most bits.  ``log2 beta = log2 beta_max - rate * (log2 beta_max - log2 beta_min)``
+  (paper eq. 5 with ``u_beta = 1 - rate``).  The bitstream carries ``rate`` as a 16-bit integer.
+- ``roi_weight`` = alpha in [alpha_min, alpha_max] = [1, 60] by default; ``u_alpha`` follows eq. 5 applied to
+  ``1 - u_alpha``:  ``u_alpha = 1 - log(alpha / alpha_min) / log(alpha_max / alpha_min)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ControlRanges:
+    """Ranges of the two test-time knobs a model was trained for (stored in its checkpoint)."""
+
+    beta_min: float = 8.0  # most bits (~CompressAI quality 7 in their lambda units: lambda = 1/beta)
+    beta_max: float = 512.0  # fewest bits (~quality 1)
+    alpha_min: float = 1.0
+    alpha_max: float = 60.0
+
+    def beta(self, rate: float | Tensor) -> float | Tensor:
+        """Lagrangian rate weight beta for a rate knob in [0, 1] (1 = most bits)."""
+        lo, hi = math.log2(self.beta_min), math.log2(self.beta_max)
+        if isinstance(rate, Tensor):
+            return torch.exp2(hi - rate * (hi - lo))
+        return 2.0 ** (hi - float(rate) * (hi - lo))
+
+    def rate_for_beta(self, beta: float) -> float:
+        lo, hi = math.log2(self.beta_min), math.log2(self.beta_max)
+        return (hi - math.log2(beta)) / (hi - lo)
+
+    def u_alpha(self, alpha: float | Tensor) -> float | Tensor:
+        """Mask value ``u_alpha`` in [0, 1] given to background pixels for an ROI weight alpha."""
+        span = math.log(self.alpha_max / self.alpha_min)
+        if isinstance(alpha, Tensor):
+            return 1.0 - torch.log(alpha / self.alpha_min) / span
+        return 1.0 - math.log(float(alpha) / self.alpha_min) / span
+
+    def alpha(self, u_alpha: float | Tensor) -> float | Tensor:
+        span = math.log(self.alpha_max / self.alpha_min)
+        if isinstance(u_alpha, Tensor):
+            return self.alpha_min * torch.exp((1.0 - u_alpha) * span)
+        return self.alpha_min * math.exp((1.0 - float(u_alpha)) * span)
+
+    def check(self, rate: float, roi_weight: float) -> None:
+        if not (0.0 <= rate <= 1.0) or math.isnan(rate):
+            raise ValueError(f"rate must be in [0, 1] (1 = most bits), got {rate}")
+        if not (self.alpha_min <= roi_weight <= self.alpha_max) or math.isnan(roi_weight):
+            raise ValueError(
+                f"roi_weight must be in [{self.alpha_min:g}, {self.alpha_max:g}] (1 = uniform quality), got {roi_weight}"
+            )
+
+
+def weighted_roi_mask(mask: Tensor, u_alpha: Tensor) -> Tensor:
+    """``m_alpha = (1 - m) * u_alpha + m`` for a (B,1,H,W) mask in [0,1] and per-sample u_alpha (B,)."""
+    return (1.0 - mask) * u_alpha.view(-1, 1, 1, 1) + mask
+
+
+def soft_one_hot(rate: Tensor, bins: int) -> Tensor:
+    """Soft one-hot embedding (B, bins) of rate in [0, 1]: linear interpolation between neighbouring bins."""
+    position = rate.clamp(0.0, 1.0) * (bins - 1)
+    lower = position.floor().clamp(max=bins - 2)
+    frac = (position - lower).unsqueeze(1)
+    index = torch.arange(bins, device=rate.device, dtype=rate.dtype).unsqueeze(0)
+    lower = lower.unsqueeze(1)
+    return (index == lower).to(rate.dtype) * (1.0 - frac) + (index == lower + 1).to(rate.dtype) * frac
+
+
+class ConditionalScaleShift(nn.Module):
+    """Per-channel scale and shift of a conv's output from the rate embedding (the paper's condition block).
+
+    Initialised to the identity so a single-rate model warm-starts exactly.
+    """
+
+    def __init__(self, channels: int, bins: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(bins, channels))
+        self.shift = nn.Parameter(torch.zeros(bins, channels))
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        scale = (embedding @ self.scale).to(x.dtype)[:, :, None, None]
+        shift = (embedding @ self.shift).to(x.dtype)[:, :, None, None]
+        return x * scale + shift

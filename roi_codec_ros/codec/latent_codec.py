@@ -1,0 +1,115 @@
+"""Entropy model of the ROI codec: scale hyperprior ``z`` plus object prior ``w`` (TUM eq. 3-6).
+
+Built from CompressAI latent codecs, one more part beside ``z`` as CompressAI's own ``HyperpriorLatentCodec``
+composes them::
+
+                   ┌───┐  z  ┌───┐ z_hat      z_hat ┌───┐ sigma_z
+         y ──┬─►───┤h_a├──►──┤ Q ├───►───····───►───┤h_s├───►──┐
+             │     └───┘     └───┘        EB        └───┘       │ concat     ┌─────────┐
+             │     ┌───┐  w  ┌───┐ w_hat      w_hat ┌───┐ sigma_w├──►────────┤ combine ├─► scales of y
+     [y; f] ─┼─►───┤i_a├──►──┤ Q ├───►───····───►───┤i_s├───►──┘            └─────────┘      │
+             │     └───┘     └───┘        EB        └───┘                                     ▼
+             │                     ┌───┐   y_hat                                              │
+             └──────────────►──────┤ Q ├────►─────────────────····──────────────►─────────── y_hat
+                                   └───┘                     GC
+
+``f`` are the detector's multi-scale features resized to y's grid. The decoder only needs the three strings:
+``w`` carries what the detector saw, so the receiver never runs the detector.  ``combine`` is a 1x1 conv on
+``[sigma_z; sigma_w]`` initialised to pass ``sigma_z`` through, so a plain hyperprior warm-starts exactly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import GaussianConditionalLatentCodec, HyperLatentCodec, LatentCodec
+from compressai.layers import conv3x3
+from compressai.models.utils import conv, deconv
+import torch
+from torch import Tensor, nn
+
+
+def hyper_analysis(in_channels: int, N: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(in_channels, N, stride=1, kernel_size=3),
+        nn.ReLU(inplace=True),
+        conv(N, N),
+        nn.ReLU(inplace=True),
+        conv(N, out_channels),
+    )
+
+
+def hyper_synthesis(in_channels: int, N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(
+        deconv(in_channels, N),
+        nn.ReLU(inplace=True),
+        deconv(N, N),
+        nn.ReLU(inplace=True),
+        conv3x3(N, M),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ScaleCombiner(nn.Module):
+    """1x1 conv on ``[sigma_z; sigma_w]`` -> scales of y; starts as the identity on sigma_z."""
+
+    def __init__(self, M: int):
+        super().__init__()
+        self.mix = nn.Conv2d(2 * M, M, kernel_size=1)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, :M, 0, 0].copy_(torch.eye(M))
+            self.mix.bias.zero_()
+
+    def forward(self, params: Tensor) -> Tensor:
+        return self.mix(params)
+
+
+class ObjectPriorLatentCodec(LatentCodec):
+    """Hyperprior ``z`` + object prior ``w`` -> Gaussian conditional for ``y`` (see module docstring)."""
+
+    def __init__(self, N: int, M: int, object_in: int, object_channels: int):
+        super().__init__()
+        self.hyper = HyperLatentCodec(
+            entropy_bottleneck=EntropyBottleneck(N),
+            h_a=hyper_analysis(M, N, N),
+            h_s=hyper_synthesis(N, N, M),
+        )
+        self.object = HyperLatentCodec(
+            entropy_bottleneck=EntropyBottleneck(object_channels),
+            h_a=hyper_analysis(M + object_in, N, object_channels),
+            h_s=hyper_synthesis(object_channels, N, M),
+        )
+        self.y = GaussianConditionalLatentCodec(
+            scale_table=None, entropy_parameters=ScaleCombiner(M), chunks=("scales",)
+        )
+
+    def forward(self, y: Tensor, f: Tensor) -> dict[str, Any]:
+        hyper_out = self.hyper(y)
+        object_out = self.object(torch.cat([y, f], dim=1))
+        y_out = self.y(y, torch.cat([hyper_out["params"], object_out["params"]], dim=1))
+        return {
+            "likelihoods": {
+                "y": y_out["likelihoods"]["y"],
+                "z": hyper_out["likelihoods"]["z"],
+                "w": object_out["likelihoods"]["z"],
+            },
+            "y_hat": y_out["y_hat"],
+        }
+
+    def compress(self, y: Tensor, f: Tensor) -> dict[str, Any]:
+        hyper_out = self.hyper.compress(y)
+        object_out = self.object.compress(torch.cat([y, f], dim=1))
+        y_out = self.y.compress(y, torch.cat([hyper_out["params"], object_out["params"]], dim=1))
+        return {
+            "strings": {"y": y_out["strings"][0], "z": hyper_out["strings"][0], "w": object_out["strings"][0]},
+            "shape": {"z": tuple(hyper_out["shape"]), "w": tuple(object_out["shape"]), "y": tuple(y_out["shape"])},
+            "y_hat": y_out["y_hat"],
+        }
+
+    def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]], **kwargs) -> dict[str, Any]:
+        hyper_out = self.hyper.decompress([strings["z"]], shape["z"])
+        object_out = self.object.decompress([strings["w"]], shape["w"])
+        params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
+        y_out = self.y.decompress([strings["y"]], shape["y"], params)
+        return {"y_hat": y_out["y_hat"]}

@@ -1,0 +1,175 @@
+"""The ROI-aware learned image codec: scale hyperprior + object prior + test-time rate/ROI control.
+
+Implements, on CompressAI:
+- Ballé et al. 2018, "Variational image compression with a scale hyperprior" (g_a, g_s, h_a, h_s, GDN).
+- Gorri Viudez (TUM), "ROI-Aware Neural Image Compression for Teleoperation": detector features fused into
+  the analysis transform (interleaved 1x1 projection + resize + concat before each conv/GDN) and an object
+  prior latent ``w = i_a([y; f])`` coded as side information (see ``latent_codec.py``).
+- Fathima et al. 2023 (Qualcomm), "A neural video codec with spatial rate-distortion control": rate knob beta
+  through conditional convolutions in encoder and decoder, ROI weight alpha as the encoder's mask input.
+
+Data flow (s = stride w.r.t. the padded image)::
+
+    x (RGB) ─┐
+    m_alpha ─┴─ cat ─ conv─cs─GDN ─ cat(P(f8)) ─ conv─cs─GDN ─ cat(P(f16)) ─ conv─cs─GDN ─ cat(P(f32)) ─ conv─cs ─► y (s16)
+                         s2                         s4                          s8
+    y, Q(f) ─► ObjectPriorLatentCodec (z, w side latents; scales of y) ─► y_hat
+    y_hat ─► deconv─cs─IGDN ─ deconv─cs─IGDN ─ deconv─cs─IGDN ─ deconv─cs ─► x_hat
+
+``cs`` = ConditionalScaleShift(rate embedding); ``P`` = 1x1 projection of a detector feature map, resized
+(bilinear) to the current resolution; ``Q(f)`` = the three projected maps resized to y's grid (for i_a).
+Features may be absent: they are zero-filled, and the codec still works (trained with feature dropout).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from compressai.layers import GDN
+from compressai.models import CompressionModel
+from compressai.models.utils import conv, deconv
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .conditioning import ConditionalScaleShift, ControlRanges, soft_one_hot, weighted_roi_mask
+from .latent_codec import ObjectPriorLatentCodec
+
+ARCHITECTURE = "roi-hyperprior-v1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters; stored in every checkpoint so the model can be rebuilt from it."""
+
+    N: int = 64
+    M: int = 96
+    feature_channels: tuple[int, int, int] = (64, 128, 256)  # YOLOv8n neck outputs at strides 8/16/32
+    fusion_channels: int = 16  # per projected detector feature map
+    object_channels: int = 32  # channels of the object prior latent w
+    rate_bins: int = 4  # soft one-hot bins of the rate embedding (paper: 4)
+    ranges: ControlRanges = field(default_factory=ControlRanges)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["feature_channels"] = list(self.feature_channels)
+        out["architecture"] = ARCHITECTURE
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        architecture = data.pop("architecture", ARCHITECTURE)
+        if architecture != ARCHITECTURE:
+            raise ValueError(f"checkpoint architecture {architecture!r} is not {ARCHITECTURE!r}")
+        data["feature_channels"] = tuple(data["feature_channels"])
+        data["ranges"] = ControlRanges(**data["ranges"])
+        return cls(**data)
+
+
+class RoiHyperprior(CompressionModel):
+    """See the module docstring for the data flow."""
+
+    # y is at stride 16, z and w at stride 64: inputs are padded to this multiple.
+    PAD_MULTIPLE = 64
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        N, M, P, bins = config.N, config.M, config.fusion_channels, config.rate_bins
+
+        self.g_a_convs = nn.ModuleList([conv(3 + 1, N), conv(N + P, N), conv(N + P, N), conv(N + P, M)])
+        self.g_a_cond = nn.ModuleList([ConditionalScaleShift(c, bins) for c in (N, N, N, M)])
+        self.g_a_gdn = nn.ModuleList([GDN(N) for _ in range(3)])
+        # interleaved fusion: f8 joins at s2, f16 at s4, f32 at s8 (TUM Fig. 1)
+        self.fusion_proj = nn.ModuleList([nn.Conv2d(c, P, kernel_size=1) for c in config.feature_channels])
+        # features for the object prior, on y's grid
+        self.object_proj = nn.ModuleList([nn.Conv2d(c, P, kernel_size=1) for c in config.feature_channels])
+
+        self.g_s_convs = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
+        self.g_s_cond = nn.ModuleList([ConditionalScaleShift(c, bins) for c in (N, N, N, 3)])
+        self.g_s_gdn = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
+
+        self.latent_codec = ObjectPriorLatentCodec(N, M, object_in=3 * P, object_channels=config.object_channels)
+
+    # -- pieces shared by training (forward) and coding (codec API) -------------------------------------
+    def rate_embedding(self, rate: Tensor) -> Tensor:
+        return soft_one_hot(rate.float(), self.config.rate_bins)
+
+    def zero_features(self, batch: int, height: int, width: int, device, dtype=torch.float32) -> list[Tensor]:
+        """Zero-filled stand-in for absent detector features (strides 8/16/32)."""
+        return [
+            torch.zeros(batch, c, max(1, height // s), max(1, width // s), device=device, dtype=dtype)
+            for c, s in zip(self.config.feature_channels, (8, 16, 32))
+        ]
+
+    @staticmethod
+    def _fit(feature: Tensor, size: Sequence[int], valid: Sequence[int]) -> Tensor:
+        """Resize a frame-aligned map to the ``valid`` (unpadded) part of a ``size`` grid, zero-pad the rest."""
+        feature = F.interpolate(feature, size=tuple(valid), mode="bilinear", align_corners=False)
+        pad_h, pad_w = size[0] - valid[0], size[1] - valid[1]
+        return F.pad(feature, (0, pad_w, 0, pad_h)) if pad_h or pad_w else feature
+
+    def analysis(
+        self, x: Tensor, mask_alpha: Tensor, features: Sequence[Tensor], embedding: Tensor, valid: Sequence[int]
+    ) -> Tensor:
+        """g_a: padded image (B,3,H,W) + weighted ROI mask (B,1,H,W) + detector features -> y.
+
+        ``valid`` is the (height, width) of the real image inside the padded tensor.
+        """
+        h = torch.cat([x, mask_alpha], dim=1)
+        for i, (layer, cond) in enumerate(zip(self.g_a_convs, self.g_a_cond)):
+            if i > 0:
+                stride = 2**i
+                grid = h.shape[-2:]
+                target = (-(-valid[0] // stride), -(-valid[1] // stride))
+                fused = self.fusion_proj[i - 1](features[i - 1].to(h.dtype))
+                h = torch.cat([h, self._fit(fused, grid, target)], dim=1)
+            h = cond(layer(h), embedding)
+            if i < 3:
+                h = self.g_a_gdn[i](h)
+        return h
+
+    def object_features(self, features: Sequence[Tensor], y: Tensor, valid: Sequence[int]) -> Tensor:
+        """``f`` for the object prior: projected detector features on y's grid (B, 3P, h, w)."""
+        target = (-(-valid[0] // 16), -(-valid[1] // 16))
+        return torch.cat(
+            [self._fit(p(f.to(y.dtype)), y.shape[-2:], target) for p, f in zip(self.object_proj, features)], dim=1
+        )
+
+    def synthesis(self, y_hat: Tensor, embedding: Tensor) -> Tensor:
+        h = y_hat
+        for i, (layer, cond) in enumerate(zip(self.g_s_convs, self.g_s_cond)):
+            h = cond(layer(h), embedding)
+            if i < 3:
+                h = self.g_s_gdn[i](h)
+        return h
+
+    # -- training ------------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        u_alpha: Tensor,
+        rate: Tensor,
+        features: Sequence[Tensor] | None = None,
+    ) -> dict[str, Any]:
+        """Training pass with additive-noise quantisation.
+
+        x: (B,3,H,W) in [0,1], H and W multiples of 64; mask: (B,1,H,W) ROI mask in [0,1];
+        u_alpha, rate: (B,) per-sample knobs; features: detector maps or None (zero-filled).
+        """
+        B, _, H, W = x.shape
+        if features is None:
+            features = self.zero_features(B, H, W, x.device, x.dtype)
+        embedding = self.rate_embedding(rate)
+        y = self.analysis(x, weighted_roi_mask(mask, u_alpha), features, embedding, (H, W))
+        out = self.latent_codec(y, self.object_features(features, y, (H, W)))
+        x_hat = self.synthesis(out["y_hat"], embedding)
+        return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
+
+
+def build_model(config: ModelConfig | dict | None = None) -> RoiHyperprior:
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return RoiHyperprior(config or ModelConfig())
