@@ -1,0 +1,41 @@
+"""``roi-codec``: one command, sub-commands dispatched to the module that owns each concern."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# sub-command -> (module with ``main(argv) -> int``, one-line help)
+COMMANDS = {
+    "encode": ("roi_codec_ros.codec.cli", "encode an image file into a .rcb bitstream"),
+    "decode": ("roi_codec_ros.codec.cli", "decode a .rcb bitstream into an image file"),
+    "info": ("roi_codec_ros.codec.cli", "print the header of a .rcb bitstream"),
+    "demo": ("roi_codec_ros.codec.cli", "encode+decode bundled sample images, print bytes/bpp/PSNR/latency"),
+    "detect": ("roi_codec_ros.detector.cli", "run the detector adapter on images, write box/ROI overlays"),
+    "train": ("roi_codec_ros.training.cli", "train a codec from a YAML config"),
+    "eval": ("roi_codec_ros.evaluation.cli", "evaluate codecs and baselines on an image folder"),
+    "eval-bag": ("roi_codec_ros.evaluation.cli", "evaluate on a rosbag2 image topic"),
+    "make-bag": ("roi_codec_ros.evaluation.cli", "convert a video or image folder to a rosbag2"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: roi-codec <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command = argv[0]
+    if command not in COMMANDS:
+        print(f"roi-codec: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(argv) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
