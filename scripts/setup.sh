@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One-command setup for a fresh Debian/Ubuntu x86_64 machine with Python 3.11 and no ROS:
+#   creates .venv, installs the pinned dependencies (requirements.lock: PyTorch/CompressAI/ultralytics/PyAV/...
+#   and ROS 2 Kilted from the ros-kilted-* PyPI wheels), builds our ROS messages into the venv
+#   (scripts/build_msgs.sh) and installs this package (editable).
+# Idempotent: a second run only checks (stamps keyed by the lock file / setup.py hashes). Fails loudly
+# with the step that broke.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+STEP="start"
+trap 'echo "setup.sh: FAILED at step: $STEP" >&2' ERR
+step() { STEP="$1"; echo "[setup] $1"; }
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+step "check Python ($PYTHON)"
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 required (ROS Kilted wheels are cp311), found {sys.version.split()[0]}"'
+
+if [ ! -x .venv/bin/python ]; then
+  step "create virtual environment .venv"
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
+else
+  step "virtual environment .venv exists"
+fi
+PIP=(.venv/bin/python -m pip)
+
+lock_hash="$(sha256sum requirements.lock | cut -c1-16)"
+stamp=.venv/.roi_codec_lock
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
+  step "install pinned dependencies from requirements.lock (torch 2.14.1 is large: a few minutes)"
+  "${PIP[@]}" install --quiet --disable-pip-version-check -r requirements.lock
+  echo "$lock_hash" > "$stamp"
+else
+  step "pinned dependencies already installed (requirements.lock unchanged)"
+fi
+
+step "build ROS 2 messages into the venv (scripts/build_msgs.sh)"
+bash scripts/build_msgs.sh
+
+pkg_hash="$(cat setup.py setup.cfg 2>/dev/null | sha256sum | cut -c1-16)"
+pkg_stamp=.venv/.roi_codec_pkg
+if [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x .venv/bin/roi-codec ]; then
+  step "install roi_codec_ros (editable) and its console scripts"
+  "${PIP[@]}" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$pkg_hash" > "$pkg_stamp"
+else
+  step "roi_codec_ros already installed"
+fi
+
+step "check imports (codec core, detector, ROS runtime, our messages)"
+# shellcheck disable=SC1091
+. scripts/env.sh
+python - <<'PY'
+import compressai, torch, ultralytics, av, rosbags  # noqa: F401
+import rclpy, sensor_msgs.msg  # noqa: F401
+from roi_codec_ros.codec import RoiCodec  # noqa: F401
+from roi_codec_ros.msg import EncodedFrame  # noqa: F401
+print(f"[setup] ok: torch {torch.__version__}, compressai {compressai.__version__}, ultralytics {ultralytics.__version__}, av {av.__version__}")
+PY
+echo "[setup] done. Use: . scripts/env.sh   (activates .venv and sets the ROS/YOLO environment)"
