@@ -1,0 +1,153 @@
+"""ROI mask from detections: which pixels the codec should spend its bits on.
+
+mask = max over (selected detection boxes grown by ``margin_px``, static boxes), 1 inside, 0 outside; with
+``soft_edge_px > 0`` the mask falls off linearly from 1 at the (grown) box edge to 0 at ``soft_edge_px``
+pixels outside it (Euclidean distance), so boxes never shrink and the codec's quality changes gradually.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .detections import Detections
+
+# COCO names of what matters to a remote driver: road users and the signals that govern them. Chosen by
+# *name*, so a fine-tuned model with other class ids (or extra classes) is configured the same way.
+DEFAULT_ROI_CLASSES: tuple[str, ...] = (
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "bus",
+    "train",
+    "truck",
+    "traffic light",
+    "stop sign",
+)
+
+Box = tuple[float, float, float, float]
+
+
+def _boxes(value: Iterable[Sequence[float]], what: str) -> tuple[Box, ...]:
+    out = []
+    for b in value or ():
+        b = tuple(float(v) for v in b)
+        if len(b) != 4 or not all(np.isfinite(b)) or b[2] < b[0] or b[3] < b[1]:
+            raise ValueError(f"RoiMaskConfig.{what}: each box must be 4 finite numbers x1,y1,x2,y2 with x2>=x1, y2>=y1; got {b}")
+        out.append(b)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class RoiMaskConfig:
+    """How to turn detections into an ROI mask.
+
+    classes: class names (case-insensitive) or ids to keep; ``None`` keeps every class.
+    confidence: minimum detection score.
+    margin_px: every detection box grows by this many pixels on each side (context around objects).
+    static_boxes: always-ROI boxes in frame pixels, xyxy (e.g. the road ahead for a fixed camera).
+    static_boxes_rel: the same as fractions of frame width/height (resolution independent), xyxy in [0, 1].
+    soft_edge_px: width of a linear fall-off outside the boxes (0 = hard edges).
+    """
+
+    classes: tuple[str | int, ...] | None = DEFAULT_ROI_CLASSES
+    confidence: float = 0.25
+    margin_px: float = 8.0
+    static_boxes: tuple[Box, ...] = ()
+    static_boxes_rel: tuple[Box, ...] = ()
+    soft_edge_px: float = 0.0
+
+    def __post_init__(self) -> None:
+        classes = self.classes
+        if isinstance(classes, (str, int)):
+            classes = (classes,)
+        if classes is not None:
+            classes = tuple(c if isinstance(c, (int, np.integer)) else str(c) for c in classes)
+        object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "static_boxes", _boxes(self.static_boxes, "static_boxes"))
+        rel = _boxes(self.static_boxes_rel, "static_boxes_rel")
+        if any(min(b) < 0.0 or max(b) > 1.0 for b in rel):
+            raise ValueError(f"RoiMaskConfig.static_boxes_rel: coordinates must be fractions in [0, 1], got {rel}")
+        object.__setattr__(self, "static_boxes_rel", rel)
+        if not 0.0 <= float(self.confidence) <= 1.0:
+            raise ValueError(f"RoiMaskConfig.confidence must be in [0, 1], got {self.confidence}")
+        if float(self.margin_px) < 0 or float(self.soft_edge_px) < 0:
+            raise ValueError(
+                f"RoiMaskConfig: margin_px and soft_edge_px must be >= 0, got {self.margin_px}, {self.soft_edge_px}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RoiMaskConfig":
+        """Build from a plain mapping (YAML / ROS parameters); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"RoiMaskConfig: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+def selected_class_ids(names: Mapping[int, str], classes: Iterable[str | int] | None) -> set[int] | None:
+    """Class ids in ``names`` that ``classes`` selects (names case-insensitive, ints as ids); None = all."""
+    if classes is None:
+        return None
+    wanted = {c.casefold() for c in classes if isinstance(c, str)}
+    ids = {int(c) for c in classes if not isinstance(c, str)}
+    return ids | {int(i) for i, n in names.items() if n.casefold() in wanted}
+
+
+def unknown_classes(names: Mapping[int, str], classes: Iterable[str | int] | None) -> list[str | int]:
+    """Configured classes the model does not know (useful for a start-up warning)."""
+    if classes is None:
+        return []
+    known_names = {n.casefold() for n in names.values()}
+    return [
+        c for c in classes if (c.casefold() not in known_names if isinstance(c, str) else int(c) not in names)
+    ]
+
+
+def roi_boxes(detections: Detections | None, shape_hw: tuple[int, int], config: RoiMaskConfig) -> np.ndarray:
+    """All ROI boxes (M,4) float64 in frame pixels: selected detections grown by the margin, plus static boxes."""
+    h, w = int(shape_hw[0]), int(shape_hw[1])
+    parts = []
+    if detections is not None and len(detections):
+        keep = detections.scores >= config.confidence
+        ids = selected_class_ids(detections.names, config.classes)
+        if ids is not None:
+            keep &= np.isin(detections.class_ids, list(ids))
+        m = float(config.margin_px)
+        parts.append(detections.boxes[keep].astype(np.float64) + np.array([-m, -m, m, m]))
+    if config.static_boxes:
+        parts.append(np.array(config.static_boxes, np.float64))
+    if config.static_boxes_rel:
+        parts.append(np.array(config.static_boxes_rel, np.float64) * np.array([w, h, w, h], np.float64))
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, 4), np.float64)
+
+
+def roi_mask_from_detections(
+    detections: Detections | None, shape_hw: tuple[int, int], config: RoiMaskConfig | None = None
+) -> np.ndarray:
+    """HxW float32 mask in [0, 1] for a frame of ``shape_hw`` = (H, W).
+
+    Boxes are rasterised conservatively: a pixel is ROI if the (grown) box touches any part of it.
+    ``detections`` may be None (only static boxes) and must be in the same frame's pixels (see
+    ``Detections.rescaled``).
+    """
+    config = config or RoiMaskConfig()
+    h, w = int(shape_hw[0]), int(shape_hw[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"roi_mask_from_detections: shape must be (H, W) with H, W >= 1, got {shape_hw}")
+    mask = np.zeros((h, w), np.float32)
+    for x1, y1, x2, y2 in roi_boxes(detections, (h, w), config):
+        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        c1, r1 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
+        if c1 > c0 and r1 > r0:
+            mask[r0:r1, c0:c1] = 1.0
+    if config.soft_edge_px > 0 and mask.any():
+        import cv2
+
+        # distance of every outside pixel to the nearest ROI pixel (ROI pixels are the zeros of the input)
+        dist = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        mask = np.clip(1.0 - dist / float(config.soft_edge_px), 0.0, 1.0).astype(np.float32)
+    return mask

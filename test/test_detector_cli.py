@@ -1,0 +1,82 @@
+"""``roi-codec detect``: overlays + detections.json from images or folders."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from roi_codec_ros.detector.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_WEIGHTS = Path(os.environ.get("ROI_CODEC_DETECTOR_WEIGHTS") or REPO / ".." / "shared" / "models" / "yolov8n_coco.pt")
+
+
+@pytest.fixture()
+def images(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (375, 1242, 3), dtype=np.uint8)).save(folder / "kitti_like.png")
+    Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)).save(folder / "small.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_random_init_run_writes_overlays_and_json(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["detect", str(images), "--random-init", "yolov8n.yaml", "--out", str(out), "--device", "cpu",
+               "--static-box-rel", "0.25,0.5,0.75,1.0", "--soft-edge", "4"])
+    assert rc == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["kitti_like.png", "small.png"]
+    with Image.open(out / "kitti_like.png") as im:
+        assert im.size == (1242, 375)
+        pic = np.asarray(im.convert("RGB")).astype(int)
+    with Image.open(images / "kitti_like.png") as im:
+        src = np.asarray(im.convert("RGB")).astype(int)
+    # the static ROI (lower middle) keeps the frame's brightness, the rest is darkened
+    inside = pic[300:360, 400:800].mean() / src[300:360, 400:800].mean()
+    outside = pic[20:150, 20:250].mean() / src[20:150, 20:250].mean()
+    assert inside > 0.8 and outside < 0.6
+    summary = json.loads((out / "detections.json").read_text())
+    assert summary["detector"].startswith("random-init")
+    assert [r["width"] for r in summary["images"]] == [1242, 200]
+    assert 0.2 < summary["images"][0]["roi_fraction"] < 0.4  # 0.5 x 0.5 of the frame plus a soft edge
+    assert "untrained" in capsys.readouterr().err
+
+
+def test_max_side_downscales_and_single_files_work(images, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["detect", str(images / "kitti_like.png"), "--random-init", "yolov8n.yaml", "--out", str(out),
+               "--max-side", "400", "--classes", "all"])
+    assert rc == 0
+    with Image.open(out / "kitti_like.png") as im:
+        assert im.size == (400, 121)
+
+
+def test_missing_weights_and_bad_arguments_exit_2(images, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ROI_CODEC_DETECTOR_WEIGHTS", raising=False)
+    assert main(["detect", str(images), "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Detector weights not found" in err and "--weights" in err
+    assert main(["detect", str(tmp_path / "missing_dir"), "--random-init", "yolov8n.yaml", "--out", str(tmp_path)]) == 2
+    assert "no such image" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detect", str(empty), "--random-init", "yolov8n.yaml", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        main(["detect", str(images), "--out", str(tmp_path), "--static-box", "1,2,3"])
+
+
+@pytest.mark.skipif(not REAL_WEIGHTS.is_file(), reason=f"real detector weights absent ({REAL_WEIGHTS})")
+def test_real_weights_overlay_of_bus(tmp_path):
+    from ultralytics.utils import ASSETS
+
+    out = tmp_path / "out"
+    assert main(["detect", str(ASSETS / "bus.jpg"), "--weights", str(REAL_WEIGHTS), "--out", str(out)]) == 0
+    summary = json.loads((out / "detections.json").read_text())
+    names = [d["name"] for d in summary["images"][0]["detections"]]
+    assert "bus" in names and "person" in names
+    assert summary["weights_sha256"] and len(summary["weights_sha256"]) == 64
+    assert (out / "bus.png").stat().st_size > 0

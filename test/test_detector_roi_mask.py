@@ -1,0 +1,137 @@
+"""ROI masks from detections: classes, confidence, margin, static boxes, soft edges, external boxes."""
+import numpy as np
+import pytest
+
+from roi_codec_ros.detector import (
+    DEFAULT_ROI_CLASSES,
+    Detections,
+    RoiMaskConfig,
+    roi_mask_from_detections,
+    unknown_classes,
+)
+
+NAMES = {0: "person", 1: "bicycle", 2: "car", 9: "traffic light", 11: "stop sign", 56: "chair"}
+H, W = 120, 200
+
+
+def dets(boxes, ids, scores, names=NAMES):
+    return Detections(np.array(boxes, np.float32), np.array(ids), np.array(scores, np.float32), names)
+
+
+def test_mask_is_float32_hw_in_unit_range_and_marks_box_pixels():
+    d = dets([[10, 20, 50, 60]], [2], [0.9])
+    m = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=0))
+    assert m.shape == (H, W) and m.dtype == np.float32
+    assert m.min() == 0.0 and m.max() == 1.0
+    assert m[20:60, 10:50].all() and m.sum() == 40 * 40
+
+
+def test_fractional_boxes_are_rasterised_outward():
+    d = dets([[10.5, 20.2, 49.5, 59.9]], [2], [0.9])
+    m = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=0))
+    rows, cols = np.nonzero(m)
+    assert (cols.min(), cols.max(), rows.min(), rows.max()) == (10, 49, 20, 59)
+
+
+def test_classes_select_by_name_case_insensitive_and_by_id():
+    d = dets([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], [2, 56, 0], [0.9, 0.9, 0.9])
+    default = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=0))
+    assert default[5, 5] == 1 and default[5, 25] == 0 and default[5, 45] == 1  # chair is not an ROI class
+    only_car = roi_mask_from_detections(d, (H, W), RoiMaskConfig(classes=("CAR",), margin_px=0))
+    assert only_car[5, 5] == 1 and only_car[5, 45] == 0
+    by_id = roi_mask_from_detections(d, (H, W), RoiMaskConfig(classes=(56,), margin_px=0))
+    assert by_id[5, 25] == 1 and by_id[5, 5] == 0
+    everything = roi_mask_from_detections(d, (H, W), RoiMaskConfig(classes=None, margin_px=0))
+    assert everything[5, 5] == everything[5, 25] == everything[5, 45] == 1
+
+
+def test_default_classes_are_road_users_and_signals():
+    assert {"car", "truck", "bus", "motorcycle", "bicycle", "train", "person", "traffic light", "stop sign"} == set(
+        DEFAULT_ROI_CLASSES
+    )
+    assert unknown_classes(NAMES, ("car", "forklift", 77)) == ["forklift", 77]
+
+
+def test_confidence_threshold():
+    d = dets([[0, 0, 10, 10], [20, 0, 30, 10]], [2, 2], [0.30, 0.60])
+    m = roi_mask_from_detections(d, (H, W), RoiMaskConfig(confidence=0.5, margin_px=0))
+    assert m[5, 5] == 0 and m[5, 25] == 1
+    m = roi_mask_from_detections(d, (H, W), RoiMaskConfig(confidence=0.3, margin_px=0))
+    assert m[5, 5] == 1  # threshold is inclusive
+
+
+def test_margin_grows_boxes_and_is_clipped_to_the_frame():
+    d = dets([[50, 50, 60, 60]], [2], [0.9])
+    m = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=5))
+    rows, cols = np.nonzero(m)
+    assert (cols.min(), cols.max() + 1, rows.min(), rows.max() + 1) == (45, 65, 45, 65)
+    edge = dets([[0, 0, 4, 4]], [2], [0.9])
+    m = roi_mask_from_detections(edge, (H, W), RoiMaskConfig(margin_px=10))
+    assert m[:14, :14].all() and m.sum() == 14 * 14
+
+
+def test_static_boxes_pixels_and_relative_merge_with_detections():
+    d = dets([[0, 0, 10, 10]], [2], [0.9])
+    cfg = RoiMaskConfig(margin_px=0, static_boxes=[(100, 100, 120, 110)], static_boxes_rel=[(0.5, 0.0, 1.0, 0.25)])
+    m = roi_mask_from_detections(d, (H, W), cfg)
+    assert m[5, 5] == 1 and m[105, 110] == 1
+    assert m[:30, 100:].all() and m[30, 150] == 0  # 0.25 * 120 = 30 rows, right half of 200 columns
+    only_static = roi_mask_from_detections(None, (H, W), cfg)
+    assert only_static[5, 5] == 0 and only_static[105, 110] == 1
+    assert roi_mask_from_detections(None, (H, W), RoiMaskConfig()).sum() == 0
+
+
+def test_soft_edges_fall_off_linearly_outside_and_keep_the_box():
+    d = dets([[50, 50, 60, 60]], [2], [0.9])
+    hard = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=0))
+    soft = roi_mask_from_detections(d, (H, W), RoiMaskConfig(margin_px=0, soft_edge_px=10))
+    assert np.all(soft[hard == 1] == 1.0)  # boxes never shrink
+    row = soft[55]
+    # 1 px right of the box edge (column 60) -> 0.9, 5 px -> 0.5, >= 10 px -> 0
+    np.testing.assert_allclose(row[60:71], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.0], atol=1e-4)
+    assert np.all(np.diff(row[59:75]) <= 0)
+    assert soft.min() == 0.0 and soft.max() == 1.0 and soft.dtype == np.float32
+
+
+def test_external_boxes_with_string_labels_share_the_mask_code():
+    ext = Detections.from_boxes([[10, 10, 30, 30], [40, 40, 60, 60], [70, 10, 90, 30]], labels=["Car", "tree", "person"])
+    assert ext.names[ext.class_ids[0]] == "Car" and len(set(ext.class_ids.tolist())) == 3
+    assert np.all(ext.scores == 1.0)
+    m = roi_mask_from_detections(ext, (H, W), RoiMaskConfig(margin_px=0))
+    assert m[20, 20] == 1 and m[50, 50] == 0 and m[20, 80] == 1
+    # labels matched to an existing model's names keep that model's ids
+    ext2 = Detections.from_boxes([[0, 0, 5, 5]], labels=["stop sign"], names=NAMES)
+    assert ext2.class_ids[0] == 11
+    # centre-xywh input
+    ext3 = Detections.from_boxes([[20, 20, 10, 4]], labels=[2], names=NAMES, xywh=True)
+    np.testing.assert_allclose(ext3.boxes[0], [15, 18, 25, 22])
+    # unlabelled boxes only count when every class is selected
+    unl = Detections.from_boxes([[0, 0, 5, 5]])
+    assert roi_mask_from_detections(unl, (H, W), RoiMaskConfig()).sum() == 0
+    assert roi_mask_from_detections(unl, (H, W), RoiMaskConfig(classes=None, margin_px=0)).sum() == 25
+
+
+def test_rescaled_detections_follow_the_frame():
+    d = dets([[10, 20, 50, 60]], [2], [0.9])
+    r = d.rescaled((H, W), (2 * H, W // 2))
+    np.testing.assert_allclose(r.boxes[0], [5, 40, 25, 120])
+
+
+def test_bad_config_and_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="confidence"):
+        RoiMaskConfig(confidence=1.5)
+    with pytest.raises(ValueError, match="margin_px"):
+        RoiMaskConfig(margin_px=-1)
+    with pytest.raises(ValueError, match="static_boxes"):
+        RoiMaskConfig(static_boxes=[(10, 10, 5, 20)])
+    with pytest.raises(ValueError, match="fractions"):
+        RoiMaskConfig(static_boxes_rel=[(0, 0, 2, 1)])
+    with pytest.raises(ValueError, match="unknown keys"):
+        RoiMaskConfig.from_dict({"margin": 3})
+    assert RoiMaskConfig.from_dict({"classes": ["car"], "margin_px": 3}).classes == ("car",)
+    with pytest.raises(ValueError, match="xyxy"):
+        Detections.from_boxes([[10, 10, 5, 5]])
+    with pytest.raises(ValueError, match="labels"):
+        Detections.from_boxes([[0, 0, 5, 5]], labels=["car", "bus"])
+    with pytest.raises(ValueError, match="shape"):
+        roi_mask_from_detections(None, (0, 10))
