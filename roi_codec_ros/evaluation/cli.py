@@ -1,0 +1,288 @@
+"""``roi-codec eval | eval-bag | make-bag``: evaluate codecs on an image folder or a rosbag2, make test bags.
+
+Codec specs (``--codec``, repeatable; default ``baselines``):
+
+    baselines                  jpeg, webp, x264, x264-444, x265, x265-444, x264-roi with their default sweeps
+    jpeg[:q=10,30,50]          OpenCV JPEG qualities          webp[:q=...]   Pillow WebP qualities
+    x264[:crf=18,26,34]        x264 intra 4:2:0 CRF sweep     x264-444, x265, x265-444 likewise
+    x264-roi[:crf=..][:q=-0.2][:bg=0]   x264 + addroi (ROI qoffset q, optional background qoffset bg)
+    ours[:MODEL]               our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
+                               (untrained test model); swept over --rates x --roi-weights
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shlex
+import sys
+from pathlib import Path
+
+from .baselines import baseline_sweep
+from .ours import DEFAULT_RATES, DEFAULT_ROI_WEIGHTS, load_roi_codec, ours_grid
+from .report import families, write_report
+from .runner import RoiSource, evaluate, records_as_dicts, summarize
+
+BASELINES = ("jpeg", "webp", "x264", "x264-444", "x265", "x265-444", "x264-roi")
+PREFERRED_ANCHOR = "JPEG"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+
+
+def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> list:
+    """Codec settings for the ``--codec`` specs (see module doc)."""
+    codecs = []
+    ours_specs = [s for s in specs if s.split(":", 1)[0] == "ours"]
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        name = name.strip().lower()
+        if name == "baselines":
+            for base in BASELINES:
+                codecs += baseline_sweep(base)
+            continue
+        if name == "ours":
+            model = rest or "default"
+            codec = load_roi_codec(model, device=device)
+            label = "ours" if len(ours_specs) == 1 else f"ours[{Path(model).stem}]"
+            codecs += ours_grid(codec, rates, roi_weights, name=label)
+            continue
+        values, kwargs = None, {}
+        for part in filter(None, rest.split(":")):
+            key, eq, value = part.partition("=")
+            if not eq:  # bare list = the sweep values
+                key, value = ("q" if name in ("jpeg", "webp") else "crf"), part
+            key = key.strip().lower()
+            if key in ("q", "quality", "crf") and not (name.startswith("x26") and key == "q"):
+                values = [int(v) if name in ("jpeg", "webp") else v for v in _floats(value)]
+            elif key in ("q", "roi_qoffset"):
+                kwargs["roi_qoffset"] = float(value)
+            elif key in ("bg", "bg_qoffset"):
+                kwargs["bg_qoffset"] = float(value)
+            elif key == "preset":
+                kwargs["preset"] = value
+            else:
+                raise ValueError(f"codec spec {spec!r}: unknown option {key!r}")
+        codecs += baseline_sweep(name, values, **kwargs)
+    labels = [c.label for c in codecs]
+    duplicates = sorted({l for l in labels if labels.count(l) > 1})
+    if duplicates:
+        raise ValueError(f"codec settings given twice: {duplicates}")
+    return codecs
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("codecs")
+    g.add_argument("--codec", action="append", metavar="SPEC",
+                   help="codec spec, repeatable (default: baselines); see the spec list at the top of --help")
+    g.add_argument("--rates", type=_floats, default=list(DEFAULT_RATES), help="our codec's rates (default: %(default)s)")
+    g.add_argument("--roi-weights", type=_floats, default=list(DEFAULT_ROI_WEIGHTS),
+                   help="our codec's ROI weights alpha, one RD curve each (default: %(default)s)")
+    g.add_argument("--device", default="cpu", help="torch device for our codec and the detector (default: cpu)")
+    g = parser.add_argument_group("ROI and detector")
+    g.add_argument("--detector", metavar="WEIGHTS",
+                   help="ultralytics YOLO .pt (default: $ROI_CODEC_DETECTOR_WEIGHTS, else ../shared/models/yolov8n_coco.pt)")
+    g.add_argument("--no-detector", action="store_true", help="never run a detector (no features, no task metric)")
+    g.add_argument("--roi-classes", default=None,
+                   help="comma-separated ROI class names, 'all' = every class (default: the RoiMaskConfig road users)")
+    g.add_argument("--roi-confidence", type=float, default=None, help="minimum detector score for ROI boxes (default 0.25)")
+    g.add_argument("--roi-margin", type=float, default=None, help="pixels added around ROI boxes (default 8)")
+    g.add_argument("--task-metric", action="store_true",
+                   help="run the detector on every decoded frame: precision/recall at IoU 0.5 vs the original")
+    g = parser.add_argument_group("measurement and report")
+    g.add_argument("--fps", type=float, default=None, help="stream frame rate for the bitrate column")
+    g.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames")
+    g.add_argument("--stride", type=int, default=1, help="take every N-th frame (default 1)")
+    g.add_argument("--no-msssim", action="store_true", help="skip MS-SSIM (faster)")
+    g.add_argument("--out", default="eval_out", help="report folder (default: %(default)s)")
+    g.add_argument("--anchor", default=None, help=f"anchor family for BD-rate (default: {PREFERRED_ANCHOR} if evaluated)")
+    g.add_argument("--title", default=None, help="report title")
+    g.add_argument("--no-records", action="store_true", help="leave per-frame records out of report.json")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roi-codec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("eval", help="evaluate codecs and baselines on an image folder",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", help="folder of images (evaluated in name order)")
+    p.add_argument("--labels", help="folder of <image stem>.txt box files (pixel xyxy or YOLO normalised)")
+    p.add_argument("--roi", choices=("auto", "labels", "detector", "none"), default="auto",
+                   help="ROI boxes from label files, the detector, or none (auto: labels if given, else detector "
+                        "if weights are found, else none)")
+    _add_common(p)
+    p = sub.add_parser("eval-bag", help="evaluate on a rosbag2 image topic",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag", help="rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--topic", help="sensor_msgs/Image or CompressedImage topic (default: the only image topic)")
+    p.add_argument("--skip", type=int, default=0, help="skip the first N messages")
+    p.add_argument("--roi", choices=("auto", "detector", "none"), default="auto",
+                   help="ROI boxes from the detector or none (auto: detector if weights are found)")
+    p.add_argument("--out-bag", help="write original/compressed/decoded topics of one setting to this new bag")
+    p.add_argument("--out-storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--out-setting", help="label of the setting written to --out-bag, e.g. 'ours α=4 rate=0.5' "
+                                         "(default: the first evaluated setting)")
+    _add_common(p)
+    p = sub.add_parser("make-bag", help="convert a video file or image folder to a rosbag2 (sensor_msgs/Image)")
+    p.add_argument("source", help="video file (mp4, avi, ...) or image folder")
+    p.add_argument("out", help="new rosbag2 folder")
+    p.add_argument("--rate", type=float, default=None, help="message rate in Hz (video: its own rate; folder: 10)")
+    p.add_argument("--topic", default="/camera/image_raw")
+    p.add_argument("--frame-id", default="camera")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _detector(args, required: bool):
+    """The DetectorAdapter to use, or None (no weights found and not required)."""
+    if args.no_detector:
+        if required:
+            raise SystemExit("roi-codec: --roi detector contradicts --no-detector")
+        return None
+    from roi_codec_ros.detector import DetectorAdapter, default_weights_path
+
+    weights = args.detector or default_weights_path()
+    if weights is None:
+        if required or args.task_metric:
+            raise SystemExit("roi-codec: no detector weights: pass --detector PATH or set ROI_CODEC_DETECTOR_WEIGHTS")
+        return None
+    return DetectorAdapter.from_weights(weights, device=args.device)
+
+
+def _roi_config(args):
+    from roi_codec_ros.detector import RoiMaskConfig
+
+    values = {}
+    if args.roi_classes:
+        values["classes"] = None if args.roi_classes == "all" else tuple(c.strip() for c in args.roi_classes.split(","))
+    if args.roi_confidence is not None:
+        values["confidence"] = args.roi_confidence
+    if args.roi_margin is not None:
+        values["margin_px"] = args.roi_margin
+    return RoiMaskConfig(**values)
+
+
+def _check_detector_match(codecs, detector) -> None:
+    for codec in {id(c.codec): c.codec for c in codecs if hasattr(c, "roi_weight")}.values():
+        trained = codec.detector_sha256
+        if detector is not None and trained and detector.detector_id != f"sha256:{trained}":
+            logging.warning("our codec was trained with detector sha256:%s but the evaluation runs %s",
+                            trained[:12], detector.detector_id[:19])
+
+
+def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, on_result=None) -> int:
+    codecs = build_codecs(args.codec or ["baselines"], args.rates, args.roi_weights, device=args.device)
+    _check_detector_match(codecs, detector)
+    roi_config = _roi_config(args) if detector is not None or roi_mode == "detector" else None
+    roi_source = RoiSource(roi_mode, detector=detector, roi_config=roi_config)
+    records = evaluate(
+        frames, codecs, fps=meta["fps"], roi_source=roi_source, task_metric=args.task_metric,
+        with_msssim=not args.no_msssim, on_result=on_result, total=total, progress=not args.quiet,
+    )
+    if not records:
+        raise SystemExit("roi-codec: no frames were evaluated")
+    summary = summarize(records)
+    names = families(summary)
+    anchor = args.anchor or (PREFERRED_ANCHOR if PREFERRED_ANCHOR in names else names[0])
+    meta.update(
+        frames=len({r.frame for r in records}),
+        resolution=sorted({f"{r.width}x{r.height}" for r in records}),
+        detector=detector.detector_id if detector is not None else "none",
+        roi_config=str(roi_config) if roi_config is not None else None,
+        command="roi-codec " + " ".join(shlex.quote(a) for a in args.argv),
+    )
+    paths = write_report(args.out, meta, summary, [] if args.no_records else records_as_dicts(records), anchor)
+    print(f"report: {paths['report.md']}")
+    print(paths["report.md"].read_text().split("## RD curves")[0])
+    return 0
+
+
+def _main_eval(args) -> int:
+    from .frames import count_folder_frames, iter_folder_frames
+
+    mode = args.roi
+    if mode == "auto":
+        mode = "labels" if args.labels else None
+    if mode == "labels" and not args.labels:
+        raise SystemExit("roi-codec: --roi labels needs --labels DIR")
+    detector = _detector(args, required=mode == "detector")
+    if mode is None:
+        mode = "detector" if detector is not None else "none"
+    frames = iter_folder_frames(args.images, args.labels if mode == "labels" else None, args.stride, args.max_frames)
+    total = count_folder_frames(args.images, args.stride, args.max_frames)
+    fps = args.fps or 10.0
+    meta = {"title": args.title or Path(args.images).name, "source": str(args.images), "fps": fps,
+            "roi": {"labels": f"boxes from {args.labels}", "detector": "detector boxes", "none": "none"}[mode]}
+    return _run(args, frames, total, meta, "frame" if mode == "labels" else mode, detector)
+
+
+def _main_eval_bag(args) -> int:
+    from .bags import EvalBagWriter, image_topic_info, iter_bag_frames
+
+    info = image_topic_info(args.bag, args.topic)
+    mode = args.roi
+    detector = _detector(args, required=mode == "detector")
+    if mode == "auto":
+        mode = "detector" if detector is not None else "none"
+    fps = args.fps or (info.fps if not math.isnan(info.fps) else 10.0)
+    available = max(0, math.ceil((info.count - args.skip) / args.stride))
+    total = min(available, args.max_frames) if args.max_frames is not None else available
+    frames = iter_bag_frames(args.bag, info.topic, args.stride, args.max_frames, args.skip)
+    meta = {"title": args.title or f"{Path(args.bag).name} {info.topic}", "source": f"{args.bag} {info.topic}",
+            "fps": round(fps, 3), "roi": "detector boxes" if mode == "detector" else "none"}
+    if not args.out_bag:
+        return _run(args, frames, total, meta, mode, detector)
+    chosen = {}
+
+    with EvalBagWriter(args.out_bag, info.topic, args.out_storage) as writer:
+        def on_result(frame, codec, data, decoded, record):
+            if not chosen:
+                if args.out_setting and codec.label != args.out_setting:
+                    return
+                chosen["label"] = codec.label
+            if codec.label == chosen["label"]:
+                writer.write(frame, codec, data, decoded, record)
+
+        code = _run(args, frames, total, meta, mode, detector, on_result)
+    if not chosen:
+        raise SystemExit(f"roi-codec: --out-setting {args.out_setting!r} matched no evaluated setting")
+    print(f"output bag: {args.out_bag} ({chosen['label']}: {writer.counts})")
+    return code
+
+
+def _main_make_bag(args) -> int:
+    from .bags import make_bag
+
+    count = make_bag(args.source, args.out, rate=args.rate, topic=args.topic, frame_id=args.frame_id,
+                     storage=args.storage, max_frames=args.max_frames, progress=not args.quiet)
+    print(f"wrote {count} frames to {args.out} ({args.storage}, topic {args.topic})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; ``argv[0]`` is the sub-command (eval, eval-bag, make-bag)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        if args.command == "eval":
+            return _main_eval(args)
+        if args.command == "eval-bag":
+            return _main_eval_bag(args)
+        return _main_make_bag(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"roi-codec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

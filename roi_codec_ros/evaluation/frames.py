@@ -1,0 +1,88 @@
+"""Frames from an image folder, with optional ROI boxes from a labels folder.
+
+Label files are ``<image stem>.txt`` with one box per line, either
+
+* pixels:         ``<class name or id> x1 y1 x2 y2``            (e.g. the Udacity/CrowdAI export), or
+* YOLO format:    ``<class id> cx cy w h`` with all four in [0, 1] (normalised centre/size).
+
+A missing label file means "no ROI in this frame"; an unparsable line is an error naming file and line.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .runner import Frame
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files of a folder in name order (error if none)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def read_label_boxes(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """(K,4) xyxy pixel boxes of a label file (see module doc) for a frame of ``shape`` = (H, W)."""
+    path = Path(path)
+    height, width = shape
+    boxes = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            values = [float(v) for v in parts[-4:]]
+            if len(parts) < 5:
+                raise ValueError("expected '<class> x1 y1 x2 y2' or '<class id> cx cy w h'")
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: cannot parse {line!r}: {err}") from err
+        if len(parts) == 5 and all(0.0 <= v <= 1.0 for v in values) and parts[0].isdigit():
+            cx, cy, w, h = values
+            values = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+        x1, y1, x2, y2 = values
+        if x2 < x1 or y2 < y1:
+            raise ValueError(f"{path}:{number}: box {values} has x2 < x1 or y2 < y1")
+        boxes.append(values)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def iter_folder_frames(
+    folder: str | Path, labels: str | Path | None = None, stride: int = 1, max_frames: int | None = None
+) -> Iterator[Frame]:
+    """Every ``stride``-th image of ``folder`` (name order), at most ``max_frames``, with label boxes if given."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    files = image_files(folder)[::stride][:max_frames]
+    labels = Path(labels) if labels else None
+    if labels is not None and not labels.is_dir():
+        raise FileNotFoundError(f"labels folder not found: {labels}")
+    for path in files:
+        image = read_image_rgb(path)
+        boxes = None
+        if labels is not None:
+            label_file = labels / f"{path.stem}.txt"
+            boxes = read_label_boxes(label_file, image.shape[:2]) if label_file.is_file() else np.zeros((0, 4))
+        yield Frame(name=path.name, image=image, boxes=boxes)
+
+
+def count_folder_frames(folder: str | Path, stride: int = 1, max_frames: int | None = None) -> int:
+    return len(image_files(folder)[::stride][:max_frames])

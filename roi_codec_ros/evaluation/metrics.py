@@ -1,0 +1,243 @@
+"""Per-frame quality and rate metrics: PSNR and MS-SSIM over the whole frame, inside the ROI and outside it.
+
+Region PSNR follows eq. 9 of Gorri Viudez, "ROI-Aware Neural Image Compression for Teleoperation" (TUM):
+the MSE is taken over the region's pixels only (all three RGB channels), MAX = 255::
+
+    PSNR_l = 10 log10(255^2 / MSE(x_l, x^_l)),   l in {whole, ROI, background}
+
+Region MS-SSIM (our definition, documented in docs/evaluation.md): the standard 5-scale MS-SSIM of Wang et al.
+(the same Gaussian window, constants, weights and 2x average-pool pyramid as ``pytorch_msssim.ms_ssim``), except
+that at every scale the SSIM/contrast-structure *maps* are averaged with a weight per window equal to the
+fraction of that window (Gaussian-weighted) lying in the region. With the all-ones mask this is exactly
+``pytorch_msssim.ms_ssim`` (tested); a window straddling the ROI border counts partly to each side.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAX_VALUE = 255.0
+# PSNR of two identical regions is infinite; report this instead so means and JSON stay finite.
+PSNR_CAP_DB = 100.0
+
+# MS-SSIM constants of Wang et al. 2003, as used by pytorch-msssim.
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MSSSIM_WIN_SIZE = 11
+MSSSIM_WIN_SIGMA = 1.5
+MSSSIM_K = (0.01, 0.03)
+# Four 2x down-samplings must leave a side longer than the window (pytorch-msssim's own condition).
+MSSSIM_MIN_SIDE = (MSSSIM_WIN_SIZE - 1) * 2 ** (len(MSSSIM_WEIGHTS) - 1) + 1
+
+
+def check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """Return ``image`` if it is an HxWx3 uint8 array, else raise ValueError saying what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{what} must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what} must be HxWx3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    return image
+
+
+def _check_pair(original: np.ndarray, decoded: np.ndarray) -> None:
+    check_image(original, "original")
+    check_image(decoded, "decoded")
+    if original.shape != decoded.shape:
+        raise ValueError(f"decoded shape {decoded.shape} differs from original {original.shape}")
+
+
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"mask shape {mask.shape} differs from image size {shape}")
+    return mask.astype(bool) if mask.dtype == bool else mask >= 0.5
+
+
+def boxes_to_mask(boxes: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Hard ROI mask (HxW bool) of the union of ``boxes`` ((K,4) xyxy in pixels).
+
+    A pixel belongs to a box when its centre lies inside it: columns ``ceil(x1-0.5) .. ceil(x2-0.5)-1``.
+    """
+    height, width = shape
+    mask = np.zeros((height, width), dtype=bool)
+    if boxes is None or len(boxes) == 0:
+        return mask
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    for x1, y1, x2, y2 in boxes:
+        c1, c2 = (int(np.clip(math.ceil(v - 0.5), 0, width)) for v in (x1, x2))
+        r1, r2 = (int(np.clip(math.ceil(v - 0.5), 0, height)) for v in (y1, y2))
+        mask[r1:r2, c1:c2] = True
+    return mask
+
+
+def mse(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error over all channels of the pixels in ``mask`` (all pixels if None); NaN if empty."""
+    _check_pair(original, decoded)
+    mask = _check_mask(mask, original.shape[:2])
+    diff = original.astype(np.float64) - decoded.astype(np.float64)
+    if mask is not None:
+        if not mask.any():
+            return float("nan")
+        diff = diff[mask]
+    return float(np.mean(diff * diff))
+
+
+def psnr_from_mse(value: float, max_value: float = MAX_VALUE) -> float:
+    """PSNR in dB for an MSE, capped at PSNR_CAP_DB (NaN stays NaN)."""
+    if math.isnan(value):
+        return float("nan")
+    if value <= 0.0:
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10.0 * math.log10(max_value * max_value / value))
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR (RGB, MAX=255) over the pixels in ``mask``, TUM eq. 9; NaN when the mask is empty."""
+    return psnr_from_mse(mse(original, decoded, mask))
+
+
+def _gaussian_window() -> torch.Tensor:
+    coords = torch.arange(MSSSIM_WIN_SIZE, dtype=torch.float32) - MSSSIM_WIN_SIZE // 2
+    g = torch.exp(-(coords**2) / (2 * MSSSIM_WIN_SIGMA**2))
+    return g / g.sum()
+
+
+def _blur_valid(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian filter without padding ('valid'), per channel, as pytorch-msssim does."""
+    channels = x.shape[1]
+    kernel_h = win.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    kernel_w = win.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    return F.conv2d(F.conv2d(x, kernel_h, groups=channels), kernel_w, groups=channels)
+
+
+def _ssim_maps(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    c1 = (MSSSIM_K[0] * MAX_VALUE) ** 2
+    c2 = (MSSSIM_K[1] * MAX_VALUE) ** 2
+    mu_x, mu_y = _blur_valid(x, win), _blur_valid(y, win)
+    sigma_xx = _blur_valid(x * x, win) - mu_x * mu_x
+    sigma_yy = _blur_valid(y * y, win) - mu_y * mu_y
+    sigma_xy = _blur_valid(x * y, win) - mu_x * mu_y
+    cs_map = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
+    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs_map
+    return ssim_map, cs_map
+
+
+def ms_ssim_regions(
+    original: np.ndarray, decoded: np.ndarray, masks: dict[str, np.ndarray | None]
+) -> dict[str, float]:
+    """MS-SSIM for several regions at once (``None`` = whole frame); NaN for empty regions or small frames.
+
+    Frames whose shorter side is below MSSSIM_MIN_SIDE (161 px) have no 5-scale MS-SSIM: all values are NaN.
+    """
+    _check_pair(original, decoded)
+    height, width = original.shape[:2]
+    if min(height, width) < MSSSIM_MIN_SIDE:
+        return {name: float("nan") for name in masks}
+    win = _gaussian_window()
+    x = torch.tensor(original, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+    y = torch.tensor(decoded, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+    weights = {}
+    for name, mask in masks.items():
+        mask = _check_mask(mask, (height, width))
+        if mask is not None and not mask.any():
+            weights[name] = None
+            continue
+        plane = np.ones((height, width), dtype=np.float32) if mask is None else mask.astype(np.float32)
+        weights[name] = torch.from_numpy(plane).view(1, 1, height, width)
+
+    levels = len(MSSSIM_WEIGHTS)
+    factors: dict[str, list[torch.Tensor]] = {name: [] for name in masks}
+    for level in range(levels):
+        ssim_map, cs_map = _ssim_maps(x, y, win)
+        chosen = ssim_map if level == levels - 1 else cs_map
+        for name, weight in weights.items():
+            if weight is None:
+                continue
+            window_weight = _blur_valid(weight, win)  # fraction of each window inside the region
+            total = window_weight.sum()
+            if float(total) <= 1e-12:
+                weights[name] = None  # region vanished at this scale
+                continue
+            per_channel = (chosen * window_weight).flatten(2).sum(-1) / total
+            factors[name].append(torch.relu(per_channel))
+        if level < levels - 1:
+            padding = [s % 2 for s in x.shape[2:]]
+            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
+            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
+            for name, weight in weights.items():
+                if weight is not None:
+                    weights[name] = F.avg_pool2d(weight, kernel_size=2, padding=padding)
+
+    exponents = torch.tensor(MSSSIM_WEIGHTS, dtype=torch.float32).view(-1, 1, 1)
+    out = {}
+    for name in masks:
+        if weights[name] is None or len(factors[name]) != levels:
+            out[name] = float("nan")
+            continue
+        stacked = torch.stack(factors[name], dim=0)  # (level, batch, channel)
+        out[name] = float(torch.prod(stacked**exponents, dim=0).mean())
+    return out
+
+
+def ms_ssim(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """MS-SSIM (RGB, data range 255) over the whole frame or, with ``mask``, one region (see module doc)."""
+    return ms_ssim_regions(original, decoded, {"region": mask})["region"]
+
+
+def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
+    """Bits per pixel of a payload of ``num_bytes`` for an HxW frame."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"frame size must be positive, got {height}x{width}")
+    return 8.0 * num_bytes / (height * width)
+
+
+def bitrate_bps(num_bytes: float, fps: float) -> float:
+    """Stream bitrate in bit/s when every frame costs ``num_bytes`` at ``fps`` frames per second."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return 8.0 * num_bytes * fps
+
+
+@dataclass
+class FrameQuality:
+    """Quality of one decoded frame against its original, whole frame / ROI / background."""
+
+    psnr: float
+    psnr_roi: float
+    psnr_bg: float
+    msssim: float
+    msssim_roi: float
+    msssim_bg: float
+    roi_fraction: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def frame_quality(
+    original: np.ndarray, decoded: np.ndarray, roi_mask: np.ndarray | None, with_msssim: bool = True
+) -> FrameQuality:
+    """All quality metrics of one frame; ROI values are NaN without ROI, background NaN if all is ROI."""
+    _check_pair(original, decoded)
+    shape = original.shape[:2]
+    roi = np.zeros(shape, bool) if roi_mask is None else _check_mask(roi_mask, shape)
+    background = ~roi
+    nan = float("nan")
+    if with_msssim:
+        ssim = ms_ssim_regions(original, decoded, {"whole": None, "roi": roi, "bg": background})
+    else:
+        ssim = {"whole": nan, "roi": nan, "bg": nan}
+    return FrameQuality(
+        psnr=psnr(original, decoded),
+        psnr_roi=psnr(original, decoded, roi),
+        psnr_bg=psnr(original, decoded, background),
+        msssim=ssim["whole"],
+        msssim_roi=ssim["roi"],
+        msssim_bg=ssim["bg"],
+        roi_fraction=float(roi.mean()),
+    )

@@ -1,0 +1,171 @@
+"""Reports of an evaluation run: JSON (everything), Markdown (tables) and RD plots (PNG).
+
+RD curves are per codec *family* (one setting per point, x = mean bpp of the whole frame, y = mean PSNR of the
+whole frame / the ROI / the background). BD-rate and BD-PSNR (bdrate.py, PCHIP) compare every family with the
+chosen anchor family on each of the three PSNRs.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from .bdrate import bd_psnr, bd_rate, try_bd
+
+# (summary key, label) of the quality axes that get a BD column and a plot
+QUALITY_AXES = (("psnr", "whole frame"), ("psnr_roi", "ROI"), ("psnr_bg", "background"))
+PLOT_FILES = {"psnr": "rd_psnr_whole.png", "psnr_roi": "rd_psnr_roi.png", "psnr_bg": "rd_psnr_bg.png"}
+
+
+def families(summary: Sequence[dict]) -> list[str]:
+    """Family names in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in summary:
+        seen.setdefault(row["family"], None)
+    return list(seen)
+
+
+def curve(summary: Sequence[dict], family: str, quality: str = "psnr") -> tuple[list[float], list[float]]:
+    """(bpp, quality) points of one family, sorted by bpp, skipping points whose quality is NaN."""
+    points = sorted(
+        (row["bpp"], row[quality]) for row in summary if row["family"] == family and not _isnan(row[quality])
+    )
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _isnan(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def bd_table(summary: Sequence[dict], anchor: str) -> list[dict]:
+    """BD-rate (%) and BD-PSNR (dB) of every family against ``anchor`` for whole frame, ROI and background."""
+    if anchor not in families(summary):
+        raise ValueError(f"anchor {anchor!r} is not one of the evaluated families {families(summary)}")
+    rows = []
+    for family in families(summary):
+        if family == anchor:
+            continue
+        row = {"family": family, "anchor": anchor}
+        for quality, _ in QUALITY_AXES:
+            ref = curve(summary, anchor, quality)
+            test = curve(summary, family, quality)
+            row[f"bd_rate_{quality}"], why_rate = try_bd(bd_rate, *ref, *test)
+            row[f"bd_psnr_{quality}"], why_psnr = try_bd(bd_psnr, *ref, *test)
+            if why_rate or why_psnr:
+                row[f"note_{quality}"] = why_rate or why_psnr
+        rows.append(row)
+    return rows
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "n/a" if _isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown_report(meta: dict, summary: Sequence[dict], bd_rows: Sequence[dict], plots: dict[str, str]) -> str:
+    """The Markdown text of a report."""
+    fps = meta.get("fps", float("nan"))
+    lines = [f"# Evaluation: {meta.get('title', meta.get('source', ''))}", ""]
+    for key in ("source", "frames", "resolution", "roi", "detector", "fps", "anchor", "command"):
+        if key in meta:
+            lines.append(f"- {key}: `{meta[key]}`" if key == "command" else f"- {key}: {meta[key]}")
+    lines.append("")
+    has_task = any("task_recall" in row for row in summary)
+    header = ["codec", "setting", "bpp", f"kbit/s @{fps:g} fps", "PSNR", "PSNR ROI", "PSNR bg", "MS-SSIM",
+              "MS-SSIM ROI", "MS-SSIM bg", "enc ms", "dec ms"]
+    if has_task:
+        header += ["det. precision", "det. recall"]
+    lines += ["## Per setting (means over frames)", "", "| " + " | ".join(header) + " |",
+              "|" + "---|" * len(header)]
+    for row in summary:
+        cells = [row["family"], row["setting"], _fmt(row["bpp"], 3), _fmt(row["bitrate_bps"] / 1e3, 0),
+                 _fmt(row["psnr"]), _fmt(row["psnr_roi"]), _fmt(row["psnr_bg"]), _fmt(row["msssim"], 4),
+                 _fmt(row["msssim_roi"], 4), _fmt(row["msssim_bg"], 4), _fmt(row["encode_ms"], 1),
+                 _fmt(row["decode_ms"], 1)]
+        if has_task:
+            cells += [_fmt(row.get("task_precision"), 3), _fmt(row.get("task_recall"), 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if bd_rows:
+        anchor = bd_rows[0]["anchor"]
+        lines += ["", f"## BD-rate against {anchor} (PCHIP; negative = fewer bits for the same PSNR)", "",
+                  "| codec | BD-rate whole | BD-rate ROI | BD-rate bg | BD-PSNR whole | BD-PSNR ROI | BD-PSNR bg |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in bd_rows:
+            rates = [_fmt(row[f"bd_rate_{q}"], 1) + (" %" if not _isnan(row[f"bd_rate_{q}"]) else "")
+                     for q, _ in QUALITY_AXES]
+            psnrs = [_fmt(row[f"bd_psnr_{q}"], 2) + (" dB" if not _isnan(row[f"bd_psnr_{q}"]) else "")
+                     for q, _ in QUALITY_AXES]
+            lines.append(f"| {row['family']} | " + " | ".join(rates + psnrs) + " |")
+        notes = sorted({row[k] for row in bd_rows for k in row if k.startswith("note_")})
+        if notes:
+            lines += ["", "n/a: " + "; ".join(notes)]
+    if plots:
+        lines += ["", "## RD curves", ""]
+        lines += [f"![{name}]({path})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def rd_plot(summary: Sequence[dict], quality: str, path: Path, title: str) -> Path:
+    """PSNR (``quality``) vs bpp of every family, one line per family, saved as PNG (Agg, no display)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    markers = "os^vD<>ph*Xd"
+    for i, family in enumerate(families(summary)):
+        xs, ys = curve(summary, family, quality)
+        if xs:
+            ax.plot(xs, ys, marker=markers[i % len(markers)], markersize=4, linewidth=1.2, label=family)
+    ax.set_xlabel("bits per pixel (whole frame)")
+    ax.set_ylabel("PSNR [dB]")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _json_safe(value):
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def write_report(
+    out_dir: str | Path,
+    meta: dict,
+    summary: Sequence[dict],
+    records: Sequence[dict] = (),
+    anchor: str | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
+    """Write report.json, report.md and the RD plots into ``out_dir``; returns the written paths by name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    anchor = anchor or (families(summary)[0] if summary else None)
+    bd_rows = bd_table(summary, anchor) if anchor and len(families(summary)) > 1 else []
+    meta = dict(meta, anchor=anchor)
+    written: dict[str, Path] = {}
+    plot_links: dict[str, str] = {}
+    if plots and summary:
+        for quality, label in QUALITY_AXES:
+            if all(_isnan(row[quality]) for row in summary):
+                continue
+            path = rd_plot(summary, quality, out / PLOT_FILES[quality], f"{label} PSNR vs bpp — {meta.get('title', '')}")
+            written[PLOT_FILES[quality]] = path
+            plot_links[f"{label} PSNR vs bpp"] = path.name
+    (out / "report.json").write_text(
+        json.dumps(_json_safe({"meta": meta, "summary": list(summary), "bd": bd_rows, "records": list(records)}),
+                   indent=1)
+    )
+    written["report.json"] = out / "report.json"
+    (out / "report.md").write_text(markdown_report(meta, summary, bd_rows, plot_links))
+    written["report.md"] = out / "report.md"
+    return written

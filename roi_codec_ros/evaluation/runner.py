@@ -1,0 +1,236 @@
+"""Run codec settings over frames and measure each one the same way.
+
+    frames ──> ROI boxes (labels | detector | none) ──┬─> codec.encode(image, boxes, features) -> bytes
+               (+ detector features, reference dets)   │      codec.decode(bytes) -> image
+                                                       └─> metrics: bytes, bpp, bitrate, PSNR / MS-SSIM
+                                                           whole / ROI / background, latency, task P/R
+
+Per frame and setting one ``FrameRecord``; ``summarize`` averages them per setting (mean of per-frame values;
+ROI means over frames that have an ROI) and pools the task-metric counts.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from .baselines import Codec
+from .metrics import bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality
+from .task import MatchCounts, match_detections
+
+ROI_SOURCES = ("frame", "detector", "none")
+
+
+@dataclass
+class Frame:
+    """One input frame: HxWx3 uint8 RGB ``image``; ``boxes`` (K,4) xyxy ROI boxes when the source has labels."""
+
+    name: str
+    image: np.ndarray
+    boxes: np.ndarray | None = None
+    stamp_ns: int = 0
+    frame_id: str = ""
+    source_encoding: str = "rgb8"
+
+
+@dataclass
+class FrameRecord:
+    """Measurements of one codec setting on one frame."""
+
+    frame: str
+    family: str
+    setting: str
+    height: int
+    width: int
+    num_bytes: int
+    bpp: float
+    bitrate_bps: float
+    encode_ms: float
+    decode_ms: float
+    psnr: float
+    psnr_roi: float
+    psnr_bg: float
+    msssim: float
+    msssim_roi: float
+    msssim_bg: float
+    roi_fraction: float
+    num_roi_boxes: int
+    task_tp: int | None = None
+    task_fp: int | None = None
+    task_fn: int | None = None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class FrameContext:
+    """What every codec gets for one frame, computed once."""
+
+    boxes: np.ndarray
+    features: list | None
+    reference: object | None  # Detections of the original frame (task metric), or None
+
+
+class RoiSource:
+    """Turns a frame into ROI boxes, detector features and reference detections.
+
+    mode "frame": the frame's own boxes (labels); "detector": the detector's boxes filtered by ``roi_config``
+    (``RoiMaskConfig``: classes, confidence, margin); "none": no ROI. With a detector, its features go to our codec
+    and its detections on the original frame are the task-metric reference, whatever the mode.
+    """
+
+    def __init__(self, mode: str = "none", detector=None, roi_config=None):
+        if mode not in ROI_SOURCES:
+            raise ValueError(f"ROI source must be one of {ROI_SOURCES}, got {mode!r}")
+        if mode == "detector" and detector is None:
+            raise ValueError("ROI source 'detector' needs a detector (DetectorAdapter)")
+        self.mode, self.detector = mode, detector
+        if detector is not None and roi_config is None:
+            from roi_codec_ros.detector import RoiMaskConfig
+
+            roi_config = RoiMaskConfig()
+        self.roi_config = roi_config
+
+    def task_filter(self, detections):
+        """Detections of the ROI classes above the ROI confidence, unchanged boxes (the task-metric objects)."""
+        from roi_codec_ros.detector import selected_class_ids
+
+        keep = detections.scores >= self.roi_config.confidence
+        ids = selected_class_ids(detections.names, self.roi_config.classes)
+        if ids is not None:
+            keep &= np.isin(detections.class_ids, list(ids))
+        return detections.select(keep)
+
+    def __call__(self, frame: Frame) -> FrameContext:
+        features = reference = None
+        shape = frame.image.shape[:2]
+        boxes = np.zeros((0, 4))
+        if self.detector is not None:
+            from roi_codec_ros.detector import roi_boxes
+
+            result = self.detector(frame.image)
+            features, reference = result.features, self.task_filter(result.detections)
+            if self.mode == "detector":
+                boxes = roi_boxes(result.detections, shape, self.roi_config)
+        if self.mode == "frame" and frame.boxes is not None:
+            boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
+        return FrameContext(boxes=boxes, features=features, reference=reference)
+
+
+def _task_counts(roi_source: RoiSource, context: FrameContext, decoded: np.ndarray) -> MatchCounts:
+    found = roi_source.task_filter(roi_source.detector(decoded).detections)
+    ref = context.reference
+    return match_detections(ref.boxes, ref.class_ids, found.boxes, found.class_ids, found.scores)
+
+
+def evaluate(
+    frames: Iterable[Frame],
+    codecs: Sequence[Codec],
+    fps: float = 10.0,
+    roi_source: RoiSource | None = None,
+    task_metric: bool = False,
+    with_msssim: bool = True,
+    on_result: Callable[[Frame, Codec, bytes, np.ndarray, FrameRecord], None] | None = None,
+    total: int | None = None,
+    progress: bool = True,
+) -> list[FrameRecord]:
+    """Encode/decode every frame with every codec setting and measure it; returns one record per (frame, setting).
+
+    ``on_result(frame, codec, data, decoded, record)`` is called after each decode (e.g. to write a bag).
+    ``task_metric`` runs the ROI source's detector on every decoded frame (costly: one pass per setting).
+    """
+    if not codecs:
+        raise ValueError("no codec settings to evaluate")
+    roi_source = roi_source or RoiSource("none")
+    if task_metric and roi_source.detector is None:
+        raise ValueError("the task metric needs a detector")
+    records: list[FrameRecord] = []
+    if total is None and hasattr(frames, "__len__"):
+        total = len(frames)  # type: ignore[arg-type]
+    bar = tqdm(frames, total=total, unit="frame", desc="evaluate", disable=not progress)
+    for frame in bar:
+        image = check_image(frame.image, f"frame {frame.name}")
+        height, width = image.shape[:2]
+        context = roi_source(frame)
+        roi_mask = boxes_to_mask(context.boxes, (height, width))
+        for codec in codecs:
+            start = time.perf_counter()
+            data = codec.encode(image, context.boxes, context.features)
+            encoded = time.perf_counter()
+            decoded = codec.decode(data)
+            decode_ms = (time.perf_counter() - encoded) * 1e3
+            if decoded.shape != image.shape:
+                raise RuntimeError(f"{codec.label} decoded {decoded.shape} for a {image.shape} frame")
+            quality = frame_quality(image, decoded, roi_mask, with_msssim=with_msssim)
+            record = FrameRecord(
+                frame=frame.name,
+                family=codec.family,
+                setting=codec.setting,
+                height=height,
+                width=width,
+                num_bytes=len(data),
+                bpp=bits_per_pixel(len(data), height, width),
+                bitrate_bps=bitrate_bps(len(data), fps),
+                encode_ms=(encoded - start) * 1e3,
+                decode_ms=decode_ms,
+                num_roi_boxes=len(context.boxes),
+                params=codec.params(),
+                **quality.as_dict(),
+            )
+            if task_metric:
+                counts = _task_counts(roi_source, context, decoded)
+                record.task_tp, record.task_fp, record.task_fn = counts.tp, counts.fp, counts.fn
+            records.append(record)
+            if on_result is not None:
+                on_result(frame, codec, data, decoded, record)
+        bar.set_postfix_str(frame.name[-24:])
+    return records
+
+
+MEAN_FIELDS = (
+    "num_bytes",
+    "bpp",
+    "bitrate_bps",
+    "encode_ms",
+    "decode_ms",
+    "psnr",
+    "psnr_roi",
+    "psnr_bg",
+    "msssim",
+    "msssim_roi",
+    "msssim_bg",
+    "roi_fraction",
+)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def summarize(records: Sequence[FrameRecord]) -> list[dict]:
+    """One row per (family, setting), in first-seen order: means of MEAN_FIELDS, p95 latencies, task P/R."""
+    groups: dict[tuple[str, str], list[FrameRecord]] = {}
+    for rec in records:
+        groups.setdefault((rec.family, rec.setting), []).append(rec)
+    rows = []
+    for (family, setting), recs in groups.items():
+        row = {"family": family, "setting": setting, "frames": len(recs), "params": recs[0].params}
+        for name in MEAN_FIELDS:
+            row[name] = _nanmean([getattr(r, name) for r in recs])
+        row["frames_with_roi"] = sum(1 for r in recs if not math.isnan(r.psnr_roi))
+        row["encode_ms_p95"] = float(np.percentile([r.encode_ms for r in recs], 95))
+        row["decode_ms_p95"] = float(np.percentile([r.decode_ms for r in recs], 95))
+        if recs[0].task_tp is not None:
+            counts = sum((MatchCounts(r.task_tp, r.task_fp, r.task_fn) for r in recs), MatchCounts())
+            row.update(task_tp=counts.tp, task_fp=counts.fp, task_fn=counts.fn)
+            row.update(task_precision=counts.precision, task_recall=counts.recall)
+        rows.append(row)
+    return rows
+
+
+def records_as_dicts(records: Sequence[FrameRecord]) -> list[dict]:
+    return [asdict(r) for r in records]
