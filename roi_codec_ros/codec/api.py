@@ -123,7 +123,7 @@ class RoiCodec:
         with torch.no_grad():
             # make the rate knob visibly act on an untrained model: latents grow with the rate
             bins = model.config.rate_bins
-            model.g_a_cond[-1].scale.mul_(torch.logspace(-1, 1, bins, base=4.0)[:, None])
+            model.g_a_cond[-1].scale.mul_(torch.logspace(0, 3, bins, base=4.0)[:, None])
         model.update(force=True)
         return cls(model, device=device, info={"path": "random", "seed": seed})
 
@@ -147,7 +147,7 @@ class RoiCodec:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _to_tensor(self, array: np.ndarray, padded: tuple[int, int]) -> Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        x = torch.from_numpy(np.array(array, copy=not array.flags.writeable or not array.flags.c_contiguous)).to(self.device)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
         pad_h, pad_w = padded[0] - array.shape[0], padded[1] - array.shape[1]
         # replicate padding costs fewer bits than zeros at the borders

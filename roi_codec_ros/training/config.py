@@ -38,7 +38,8 @@ class TrainConfig:
     init_from: str | None = None  # warm start: model weights from a checkpoint (shapes that match are copied)
 
     # schedule
-    steps: int = 1000
+    steps: int = 1000  # total length of the run (the OneCycle schedule spans it)
+    stop_after: int | None = None  # stop (with a checkpoint) at this step; rerunning resumes
     batch_size: int = 8
     crop_mode: str = "random"  # random | square (TUM)
     crop_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])  # [[from_step, size], ...]

@@ -230,7 +230,8 @@ def train(cfg: TrainConfig) -> Path:
     last_save = time.time()
     t0, images = time.time(), 0
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc="train", mininterval=5)
-    while step < cfg.steps:
+    end = min(cfg.steps, cfg.stop_after or cfg.steps)
+    while step < end:
         size = cfg.crop_size(step)
         examples = []
         for _ in range(cfg.batch_size):
@@ -269,7 +270,7 @@ def train(cfg: TrainConfig) -> Path:
         images += len(examples) * world
         bar.update(1)
 
-        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+        if rank == 0 and (step % cfg.log_every == 0 or step == end):
             rate_ips = images / (time.time() - t0)
             row = {
                 "step": step,
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig) -> Path:
             last_save = time.time()
     bar.close()
     save(final=True)
-    if rank == 0 and cfg.export_path:
+    if rank == 0 and cfg.export_path and step >= cfg.steps:
         detector = None
         if cfg.detector_weights and cfg.use_features:
             from roi_codec_ros.detector.adapter import file_sha256

@@ -1,0 +1,170 @@
+"""Training pipeline: data loading (KITTI, folders), crops/masks, end-to-end tiny runs, resume, DDP, export."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+import random
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import torch
+import yaml
+
+from roi_codec_ros.codec import RoiCodec
+from roi_codec_ros.codec.model import ModelConfig, build_model
+from roi_codec_ros.training.config import TrainConfig
+from roi_codec_ros.training.data import (
+    Sample,
+    boxes_to_mask,
+    kitti_samples,
+    make_example,
+    read_kitti_labels,
+    sample_crop,
+    split_train_val,
+)
+from roi_codec_ros.training.trainer import warm_start
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write_images(folder: Path, n: int, size=(96, 130)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def _tiny_config(tmp_path: Path, **overrides) -> dict:
+    data = yaml.safe_load((REPO / "configs" / "tiny_test.yaml").read_text())
+    data["sources"] = [{"path": str(tmp_path / "images")}]
+    data["out_dir"] = str(tmp_path / "run")
+    data.update(overrides)
+    return data
+
+
+def test_kitti_labels_and_samples(tmp_path):
+    (tmp_path / "image_2").mkdir()
+    (tmp_path / "label_2").mkdir()
+    Image.fromarray(np.zeros((40, 120, 3), np.uint8)).save(tmp_path / "image_2" / "000001.png")
+    (tmp_path / "label_2" / "000001.txt").write_text(
+        "Car 0.00 0 -1.5 10.0 5.0 50.0 30.0 1 1 1 1 1 1 0\n"
+        "DontCare -1 -1 -10 60.0 5.0 70.0 15.0 -1 -1 -1 -1 -1 -1 -10\n"
+        "Pedestrian 0.00 0 0.1 80.0 2.0 90.0 38.0 1 1 1 1 1 1 0\n"
+    )
+    boxes = read_kitti_labels(tmp_path / "label_2" / "000001.txt")
+    assert boxes.tolist() == [[10, 5, 50, 30], [80, 2, 90, 38]]  # DontCare ignored
+    samples = kitti_samples(tmp_path)
+    assert len(samples) == 1 and samples[0].image.shape == (40, 120, 3)
+    (tmp_path / "label_2" / "bad.txt").write_text("Car 1 2\n")
+    with pytest.raises(ValueError, match="KITTI"):
+        read_kitti_labels(tmp_path / "label_2" / "bad.txt")
+
+
+def test_split_is_deterministic():
+    samples = [Sample(f"/x/{i}.png", np.zeros((1, 1, 3), np.uint8)) for i in range(200)]
+    a = split_train_val(samples, 0.1, seed=3)
+    b = split_train_val(list(reversed(samples)), 0.1, seed=3)
+    assert sorted(s.path for s in a[1]) == sorted(s.path for s in b[1])
+    assert 5 < len(a[1]) < 40
+
+
+def test_crop_boxes_are_clipped_and_features_cropped():
+    image = np.zeros((200, 300, 3), np.uint8)
+    feats = [torch.ones(1, c, 200 // s + 1, 300 // s + 1).half() for c, s in zip((64, 128, 256), (8, 16, 32))]
+    sample = Sample("a", image, np.array([[-20, 50, 120, 400]], np.float32), feats, "boxes")
+    rng = random.Random(0)
+    crop = sample_crop(200, 300, 128, "random", rng)
+    crop.flip = False
+    ex = make_example(sample, crop, "boxes", rng)
+    assert ex["x"].shape == (3, 128, 128) and ex["mask"].shape == (1, 128, 128)
+    expected = boxes_to_mask(sample.boxes - np.array([crop.x0, crop.y0, crop.x0, crop.y0]), 128, 128)
+    assert np.array_equal(ex["mask"][0].numpy(), expected)
+    assert [tuple(f.shape) for f in ex["features"]] == [(64, 16, 16), (128, 8, 8), (256, 4, 4)]
+    square = sample_crop(200, 300, 128, "square", rng)
+    assert square.x1 - square.x0 == 200  # the largest square, resized to 128
+    assert make_example(sample, square, "synthetic", rng)["x"].shape == (3, 128, 128)
+
+
+def test_config_rejects_unknown_keys_and_bad_crops():
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="multiples of 64"):
+        TrainConfig.from_dict({"crop_schedule": [[0, 100]]})
+
+
+def test_warm_start_copies_and_widens():
+    small = build_model(ModelConfig(N=16, M=24, fusion_channels=4, object_channels=8))
+    wide = build_model(ModelConfig(N=16, M=24, fusion_channels=6, object_channels=8))
+    state = {"model": small.state_dict()}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"warm_{os.getpid()}.pt"
+    torch.save(state, tmp)
+    copied = warm_start(wide, str(tmp))
+    tmp.unlink()
+    assert "g_s_convs.0.weight" in copied and "g_a_convs.1.weight" in copied
+    w_old, w_new = small.g_a_convs[1].weight, wide.g_a_convs[1].weight
+    assert torch.equal(w_new[:, : w_old.shape[1]], w_old) and torch.count_nonzero(w_new[:, w_old.shape[1] :]) == 0
+
+
+def test_train_cli_end_to_end_resume_and_export(tmp_path):
+    _write_images(tmp_path / "images", 6)
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump(_tiny_config(tmp_path, export_path=str(tmp_path / "model.pt"))))
+    cmd = [sys.executable, "-m", "roi_codec_ros.cli", "train", "--config", str(cfg_path)]
+    subprocess.run(cmd, check=True, cwd=REPO, timeout=300)
+    run = tmp_path / "run"
+    for name in ("last.pt", "config.yaml", "manifest.json", "log.csv", "val.csv"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert rows[-1]["step"] == "4" and float(rows[-1]["bpp"]) > 0
+    # resume: more steps continue from step 4 (scheduler length is part of the config, so extend via --set)
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 4
+    codec = RoiCodec.load(tmp_path / "model.pt")
+    image = np.asarray(Image.open(tmp_path / "images" / "000.png"))
+    assert codec.decode(codec.encode(image).data).shape == image.shape
+    # export from a training checkpoint through the CLI
+    subprocess.run(
+        [sys.executable, "-m", "roi_codec_ros.cli", "train", "--export", str(run / "last.pt"), str(tmp_path / "exported.pt")],
+        check=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert RoiCodec.load(tmp_path / "exported.pt").model_id == codec.model_id
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+    _write_images(tmp_path / "images", 4)
+    from roi_codec_ros.training.trainer import train
+
+    data = _tiny_config(tmp_path, steps=4, stop_after=2)
+    train(TrainConfig.from_dict(data))  # a session that ends at step 2
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert first["step"] == 2
+    data["stop_after"] = None
+    train(TrainConfig.from_dict(data))  # the next session resumes
+    second = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert second["step"] == 4
+    assert second["scheduler"]["last_epoch"] == 4  # the LR schedule continued, not restarted
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "run" / "log.csv").open())]
+    assert steps == [2, 4]
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    _write_images(tmp_path / "images", 6)
+    cfg_path = tmp_path / "ddp.yaml"
+    cfg_path.write_text(yaml.safe_dump(_tiny_config(tmp_path, steps=2, device="cpu", threads=1)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+        f"--master_port={29500 + os.getpid() % 1000}", "-m", "roi_codec_ros.cli", "train", "--config", str(cfg_path),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["step"] == 2
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert rows  # only rank 0 logs
