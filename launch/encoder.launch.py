@@ -1,0 +1,41 @@
+"""encoder_node: sensor_msgs/Image on `image` -> roi_codec_ros/EncodedFrame on `compressed`.
+
+    ros2 launch roi_codec_ros encoder.launch.py [namespace:=cam] [image:=/camera/image_raw] [model_path:=...]
+    roi-launch  roi_codec_ros encoder.launch.py ...        (pip-only setup; same file, same arguments)
+
+Parameters come from `params_file` (default config/encoder.yaml), then the arguments below (later wins).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare("roi_codec_ros"), "config", "encoder.yaml"]),
+            description="encoder parameters (YAML)",
+        ),
+        DeclareLaunchArgument("image", default_value="image", description="input topic (sensor_msgs/Image)"),
+        DeclareLaunchArgument("compressed", default_value="compressed", description="output topic (roi_codec_ros/EncodedFrame)"),
+        DeclareLaunchArgument("model_path", default_value="default",
+                              description="codec model file; 'default' = shipped model, 'random' = untrained test model"),
+        DeclareLaunchArgument("detector_weights", default_value="default",
+                              description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS or dev weights, 'none' = static boxes only"),
+        Node(
+            package="roi_codec_ros",
+            executable="encoder_node",
+            name="encoder",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[
+                LaunchConfiguration("params_file"),
+                {"model_path": LaunchConfiguration("model_path"), "detector.weights": LaunchConfiguration("detector_weights")},
+            ],
+            remappings=[("image", LaunchConfiguration("image")), ("compressed", LaunchConfiguration("compressed"))],
+            output="screen",
+        ),
+    ])

@@ -1,0 +1,109 @@
+"""Latest-frame-wins processing and sliding-window rates (plain Python, no ROS).
+
+A ROS callback only hands the newest frame to ``LatestFrameWorker.submit``; one worker thread does the heavy
+work.  A frame still waiting when a newer one arrives is dropped (and counted), so when encoding is slower
+than the camera the latency stays bounded by one frame of waiting instead of growing with a queue.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class LatestFrameWorker(Generic[T]):
+    """One worker thread fed through a single slot; ``submit`` replaces a waiting item (counted in ``dropped``)."""
+
+    def __init__(self, handle: Callable[[T], None], on_error: Callable[[BaseException], None], name: str = "worker"):
+        self._handle = handle
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._pending = False
+        self._busy = False
+        self._stopping = False
+        self.submitted = 0
+        self.dropped = 0
+        self.handled = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: T) -> bool:
+        """Hand over the newest item; returns True when it replaced an older item that had not started."""
+        with self._cond:
+            replaced = self._pending
+            if replaced:
+                self.dropped += 1
+            self._item, self._pending = item, True
+            self.submitted += 1
+            self._cond.notify()
+        return replaced
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is pending or running (for tests and shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the item in progress (a pending one is discarded) and end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                item, self._item, self._pending, self._busy = self._item, None, False, True
+            try:
+                self._handle(item)
+            except BaseException as exc:  # noqa: BLE001 - one bad frame must never end the worker
+                self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self.handled += 1
+                    self._cond.notify_all()
+
+
+class RateWindow:
+    """Frames per second and bitrate over the last ``window_s`` seconds of (time, bytes) samples."""
+
+    def __init__(self, window_s: float = 2.0):
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = float(window_s)
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, t: float, num_bytes: int) -> None:
+        self._samples.append((float(t), int(num_bytes)))
+        while self._samples and self._samples[0][0] < t - self.window_s:
+            self._samples.popleft()
+
+    def fps(self) -> float:
+        """Frames per second between the first and the last sample in the window (0 with fewer than 2)."""
+        if len(self._samples) < 2:
+            return 0.0
+        span = self._samples[-1][0] - self._samples[0][0]
+        return (len(self._samples) - 1) / span if span > 0 else 0.0
+
+    def bitrate_kbps(self) -> float:
+        """kbit/s of the samples after the first, over the same span as ``fps``."""
+        if len(self._samples) < 2:
+            return 0.0
+        span = self._samples[-1][0] - self._samples[0][0]
+        bits = 8 * sum(n for _, n in list(self._samples)[1:])
+        return bits / span / 1000.0 if span > 0 else 0.0

@@ -1,0 +1,6 @@
+"""Shim of ROS 2 ``launch`` for roi-launch (see ../README.md): descriptions only, no event system."""
+from .core import Action, LaunchContext, LaunchDescription, Substitution, SubstitutionFailure, perform_substitutions
+
+ROI_CODEC_ROS_SHIM = True
+
+__all__ = ["Action", "LaunchContext", "LaunchDescription", "Substitution", "SubstitutionFailure", "perform_substitutions"]

@@ -1,0 +1,32 @@
+"""Shim of launch.actions: DeclareLaunchArgument, LogInfo."""
+from __future__ import annotations
+
+from .core import Action, LaunchContext, SubstitutionFailure, perform_substitutions
+
+
+class DeclareLaunchArgument(Action):
+    def __init__(self, name: str, *, default_value=None, description: str = "", choices=None, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+        self.default_value = default_value
+        self.description = description or "no description given"
+        self.choices = list(choices) if choices is not None else None
+
+    def execute(self, context: LaunchContext) -> None:
+        # as launch: a value given on the command line wins; otherwise the default; otherwise an error
+        if self.name not in context.launch_configurations:
+            if self.default_value is None:
+                raise SubstitutionFailure(f"missing required launch argument '{self.name}' ({self.description})")
+            context.launch_configurations[self.name] = perform_substitutions(context, self.default_value)
+        value = context.launch_configurations[self.name]
+        if self.choices is not None and value not in self.choices:
+            raise SubstitutionFailure(f"argument '{self.name}' is '{value}', expected one of {self.choices}")
+
+
+class LogInfo(Action):
+    def __init__(self, *, msg, **kwargs):
+        super().__init__(**kwargs)
+        self.msg = msg
+
+    def execute(self, context: LaunchContext) -> None:
+        print(f"[INFO] [launch.user]: {perform_substitutions(context, self.msg)}", flush=True)
