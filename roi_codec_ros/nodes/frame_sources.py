@@ -2,25 +2,23 @@
 
 ``open_source(path)`` picks the reader from the path:
 - ``"bundled"`` or ``""``: ultralytics' bundled ``bus.jpg`` and ``zidane.jpg`` (so the demo runs on a fresh machine);
-- a directory with ``metadata.yaml`` (rosbag2) or a ``.bag`` file (ROS 1): sensor_msgs/Image or
-  CompressedImage messages of ``topic`` (default: the first image topic), read with ``rosbags``;
-- another directory: its images (jpg, jpeg, png, bmp, webp), sorted by name;
+- a directory with ``metadata.yaml`` (rosbag2): sensor_msgs/Image or CompressedImage messages of ``topic``
+  (default: the bag's only image topic), read by the evaluation tools' rosbag reader (``rosbags``);
+- another directory: its images, sorted by name (the evaluation tools' folder reader);
 - an image file: that image;
 - any other file: a video decoded with PyAV.
 Every reader yields HxWx3 uint8 RGB frames, resized to ``size`` = (width, height) when given.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .images import image_to_rgb
+from roi_codec_ros.evaluation.bags import BagError, image_topic_info, iter_bag_frames
+from roi_codec_ros.evaluation.frames import IMAGE_SUFFIXES, image_files, read_image_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 BUNDLED = "bundled"  # the input name of the bundled sample images
 CACHE_MAX_FRAMES = 64  # image lists up to this size are decoded once and kept in memory
 
@@ -47,13 +45,6 @@ def _resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, tuple(int(v) for v in size), interpolation=cv2.INTER_AREA)
-
-
-def _read_image(data: bytes | Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 class FrameSource:
@@ -83,7 +74,7 @@ class ImageListSource(FrameSource):
 
     def _load(self, path: Path) -> np.ndarray:
         try:
-            return np.ascontiguousarray(_resize(_read_image(path), self.size))
+            return np.ascontiguousarray(_resize(read_image_rgb(path), self.size))
         except Exception as exc:  # noqa: BLE001 - re-raised with the file named
             raise FrameSourceError(f"cannot read image {path}: {exc}") from exc
 
@@ -120,33 +111,17 @@ class VideoSource(FrameSource):
 class RosbagSource(FrameSource):
     def __init__(self, path: Path, topic: str = "", size: tuple[int, int] | None = None):
         super().__init__(size)
-        from rosbags.highlevel import AnyReader
-
         self.path = path
         try:
-            with AnyReader([path]) as reader:
-                topics = {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
-        except Exception as exc:  # noqa: BLE001 - rosbags raises several types; re-raised with the path
-            raise FrameSourceError(f"cannot open rosbag {path}: {exc}") from exc
-        if not topics:
-            raise FrameSourceError(f"rosbag {path} has no sensor_msgs Image/CompressedImage topic")
-        if topic and topic not in topics:
-            raise FrameSourceError(f"rosbag {path} has no image topic {topic!r}; image topics: {sorted(topics)}")
-        self.topic = topic or sorted(topics)[0]
-        self.description = f"rosbag {path} topic {self.topic}"
+            info = image_topic_info(path, topic or None)
+        except (BagError, OSError) as exc:
+            raise FrameSourceError(f"rosbag {path}: {exc}") from exc
+        self.topic = info.topic
+        self.description = f"rosbag {path} topic {self.topic} ({info.count} frames)"
 
     def frames(self) -> Iterator[np.ndarray]:
-        from rosbags.highlevel import AnyReader
-
-        with AnyReader([self.path]) as reader:
-            connections = [c for c in reader.connections if c.topic == self.topic]
-            for connection, _, raw in reader.messages(connections=connections):
-                msg = reader.deserialize(raw, connection.msgtype)
-                if connection.msgtype.endswith("CompressedImage"):
-                    image = _read_image(bytes(msg.data))
-                else:
-                    image = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
-                yield np.ascontiguousarray(_resize(image, self.size))
+        for frame in iter_bag_frames(self.path, self.topic):
+            yield np.ascontiguousarray(_resize(frame.image, self.size))
 
 
 def open_source(path: str = "", topic: str = "", size: tuple[int, int] | None = None) -> FrameSource:
@@ -156,11 +131,13 @@ def open_source(path: str = "", topic: str = "", size: tuple[int, int] | None = 
     p = Path(path).expanduser()
     if not p.exists():
         raise FrameSourceError(f"input {path!r} does not exist (give a video file, an image folder or a rosbag)")
-    if (p.is_dir() and (p / "metadata.yaml").is_file()) or p.suffix == ".bag":
+    if p.is_dir() and (p / "metadata.yaml").is_file():
         return RosbagSource(p, topic, size)
     if p.is_dir():
-        images = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        return ImageListSource(images, size, f"image folder {p}")
+        try:
+            return ImageListSource(image_files(p), size, f"image folder {p}")
+        except FileNotFoundError as exc:
+            raise FrameSourceError(str(exc)) from exc
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return ImageListSource([p], size, f"image {p}")
     return VideoSource(p, size)

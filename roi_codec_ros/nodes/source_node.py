@@ -1,6 +1,6 @@
 """source_node (executable ``frame_source``): publishes sensor_msgs/Image on ``image`` at ``fps``.
 
-Frames come from ``input``: a video file, an image folder, a rosbag (``bag_topic``), or, when empty, the sample
+Frames come from ``input``: a video file, an image folder, a rosbag (``bag_topic``), or, by default ("bundled"), the sample
 images bundled with ultralytics (bus.jpg, zidane.jpg) so the demo works on a fresh machine (see
 frame_sources.open_source).  Every message is stamped with the node's clock at publishing time, so
 ``now - stamp`` downstream is the pipeline latency.
@@ -21,7 +21,7 @@ from .runtime import StartupError, run_node
 PARAMETERS = (
     Param("input", BUNDLED, f"video file, image folder or rosbag; '{BUNDLED}' = the sample images bundled with ultralytics "
           "(bus.jpg, zidane.jpg)", read_only=True),
-    Param("bag_topic", "", "image topic to read from a rosbag ('' = the first image topic)", read_only=True),
+    Param("bag_topic", "", "image topic to read from a rosbag ('' = the bag's only image topic)", read_only=True),
     Param("width", 0, "resize frames to this width (0 = keep; set width and height together)", range=(0, 16384), read_only=True),
     Param("height", 0, "resize frames to this height (0 = keep)", range=(0, 16384), read_only=True),
     Param("fps", 10.0, "frames published per second", range=(0.01, 1000.0)),

@@ -1,0 +1,268 @@
+"""The ROS nodes' plain parts (no ROS graph): image conversion, latest-frame-wins worker, rates, encoder/decoder
+cores with the untrained test codec, frame sources, parameter mapping, roi-param value conversion and the
+roi-launch shim (dry run of the real launch files)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from roi_codec_ros.codec import BitstreamError
+from roi_codec_ros.detector import RoiMaskConfig
+from roi_codec_ros.nodes.decoder_core import ForeignFrameError, FrameDecoder, roi_overlay
+from roi_codec_ros.nodes.encoder_core import EncoderSettings, FrameEncoder, RoiBoxInfo
+from roi_codec_ros.nodes.frame_sources import FrameSourceError, open_source
+from roi_codec_ros.nodes.images import ImageEncodingError, image_to_rgb, rgb_to_image_data
+from roi_codec_ros.nodes.worker import LatestFrameWorker, RateWindow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _image(h=64, w=96, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# -- images -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
+def test_image_round_trip_with_row_padding(encoding):
+    rgb = _image(5, 7)
+    step, data = rgb_to_image_data(rgb, encoding)
+    padded = b"".join(data[r * step : (r + 1) * step] + b"\xee" * 3 for r in range(5))  # step > width*channels
+    back = image_to_rgb(5, 7, encoding, step + 3, padded)
+    if encoding == "mono8":
+        expected = np.round(rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+        assert np.array_equal(back, np.repeat(expected[..., None], 3, axis=2))
+    else:
+        assert np.array_equal(back, rgb)
+
+
+def test_image_errors_name_the_problem():
+    with pytest.raises(ImageEncodingError, match="unsupported image encoding 'rgba8'.*rgb8, bgr8, mono8"):
+        image_to_rgb(2, 2, "rgba8", 8, bytes(16))
+    with pytest.raises(ImageEncodingError, match="needs 12"):
+        image_to_rgb(2, 2, "rgb8", 6, bytes(10))
+    with pytest.raises(ImageEncodingError, match="step 5 is smaller"):
+        image_to_rgb(2, 2, "rgb8", 5, bytes(12))
+
+
+# -- worker / rates ---------------------------------------------------------------------------------------
+def test_latest_frame_wins_drops_stale_frames_and_survives_errors():
+    handled, errors = [], []
+    gate = threading.Event()
+
+    def handle(item):
+        gate.wait(5)
+        if item == "bad":
+            raise RuntimeError("boom")
+        handled.append(item)
+
+    worker = LatestFrameWorker(handle, errors.append)
+    try:
+        worker.submit(0)  # taken by the worker, blocked on the gate
+        time.sleep(0.2)
+        for i in range(1, 10):
+            worker.submit(i)  # each replaces the previous waiting one
+        gate.set()
+        assert worker.wait_idle(5)
+        assert handled == [0, 9] and worker.dropped == 8 and worker.submitted == 10
+        worker.submit("bad")  # raises in the handler: reported, and the worker keeps going
+        assert worker.wait_idle(5)
+        worker.submit(10)
+        assert worker.wait_idle(5)
+        assert handled[-1] == 10 and len(errors) == 1 and "boom" in str(errors[0])
+    finally:
+        worker.stop()
+
+
+def test_rate_window():
+    window = RateWindow(window_s=1.0)
+    for i in range(11):
+        window.add(10.0 + 0.1 * i, 1000)
+    assert window.fps() == pytest.approx(10.0)
+    assert window.bitrate_kbps() == pytest.approx(80.0)  # 10 frames of 8000 bits in 1 s
+    window.add(20.0, 1000)  # older samples fall out of the window
+    assert window.fps() == 0.0
+
+
+# -- encoder / decoder cores (untrained test codec from conftest) -------------------------------------------
+def test_frame_encoder_static_boxes_and_rate(random_codec):
+    image = _image(128, 192)
+    encoder = FrameEncoder(random_codec)
+    roi = RoiMaskConfig(static_boxes=((0, 0, 96, 64),), static_boxes_rel=((0.5, 0.5, 1.0, 1.0),))
+    low = encoder.encode(image, EncoderSettings(rate=0.1, roi=roi))
+    high = encoder.encode(image, EncoderSettings(rate=0.95, roi=roi))
+    assert [b.class_name for b in low.boxes] == ["static", "static"]
+    assert (low.boxes[1].x1, low.boxes[1].y2) == (96.0, 128.0)
+    assert low.roi_coverage == pytest.approx(0.5, abs=0.02)
+    assert low.detections is None and low.detector_ms == 0.0
+    assert len(high.frame.data) > len(low.frame.data)
+    assert high.frame.rate == pytest.approx(0.95, abs=1e-4)
+    plain = encoder.encode(image, EncoderSettings())
+    assert plain.boxes == [] and plain.roi_coverage == 0.0
+
+
+def test_encoder_settings_check(random_codec):
+    EncoderSettings().check(random_codec, None)
+    with pytest.raises(ValueError, match="rate"):
+        EncoderSettings(rate=1.5).check(random_codec, None)
+    with pytest.raises(ValueError, match="roi_weight"):
+        EncoderSettings(roi_weight=0.5).check(random_codec, None)
+    with pytest.raises(ValueError, match="max_rate"):
+        EncoderSettings(max_rate=-1).check(random_codec, None)
+
+
+def test_frame_decoder_classifies_bad_frames(random_codec):
+    image = _image(64, 64, seed=3)
+    frame = random_codec.encode(image, rate=0.5)
+    decoder = FrameDecoder(random_codec)
+    assert np.array_equal(decoder.decode(frame.data, frame.model_id), random_codec.decode(frame.data))
+    with pytest.raises(ForeignFrameError, match="different|this decoder has"):
+        decoder.decode(frame.data, "0" * 64)
+    garbage = np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes()
+    with pytest.raises(BitstreamError):
+        decoder.decode(garbage, random_codec.model_id)
+    broken = bytearray(frame.data)
+    broken[len(broken) // 2] ^= 0xFF
+    with pytest.raises(BitstreamError):
+        decoder.decode(bytes(broken), "")
+
+
+def test_roi_overlay_marks_boxes():
+    image = np.full((60, 80, 3), 200, np.uint8)
+    out = roi_overlay(image[:, ::-1], [RoiBoxInfo(10, 10, 40, 40, 2, "car", 0.9)])  # a non-contiguous view
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert out[55, 75].mean() < 120  # outside the ROI: dimmed
+    assert out[25, 25].mean() > 150  # inside: kept
+
+
+# -- parameters -> settings ---------------------------------------------------------------------------------
+def test_settings_from_parameters():
+    from roi_codec_ros.nodes.encoder_node import PARAMETERS, settings_from_parameters
+
+    values = {p.name: p.default for p in PARAMETERS}
+    settings = settings_from_parameters(values)
+    assert settings.rate == 0.5 and "car" in settings.roi.classes
+    settings = settings_from_parameters({**values, "roi.classes": ["*"], "roi.static_boxes": [0, 0, 10, 10, 5, 5, 20, 20]})
+    assert settings.roi.classes is None and settings.roi.static_boxes == ((0, 0, 10, 10), (5, 5, 20, 20))
+    assert settings_from_parameters({**values, "roi.classes": ["2", "person"]}).roi.classes == (2, "person")
+    with pytest.raises(ValueError, match="4 numbers"):
+        settings_from_parameters({**values, "roi.static_boxes": [0, 0, 10]})
+    with pytest.raises(ValueError, match="x2>=x1"):
+        settings_from_parameters({**values, "roi.static_boxes": [10, 0, 0, 10]})
+
+
+def test_param_cli_value_conversion():
+    from rcl_interfaces.msg import ParameterType as T
+
+    from roi_codec_ros.tools.param_cli import ParamError, to_parameter_value, value_of
+
+    assert value_of(to_parameter_value(1, T.PARAMETER_DOUBLE)) == 1.0
+    assert value_of(to_parameter_value([0, 0, 5, 5.5], T.PARAMETER_DOUBLE_ARRAY)) == [0.0, 0.0, 5.0, 5.5]
+    assert value_of(to_parameter_value([], T.PARAMETER_DOUBLE_ARRAY)) == []
+    assert value_of(to_parameter_value(["car", 2], T.PARAMETER_STRING_ARRAY)) == ["car", "2"]
+    assert value_of(to_parameter_value(True, T.PARAMETER_BOOL)) is True
+    with pytest.raises(ParamError, match="not a string"):
+        to_parameter_value(3, T.PARAMETER_STRING)
+
+
+# -- frame sources ------------------------------------------------------------------------------------------
+def test_sources_bundled_folder_video_bag(tmp_path):
+    import av
+    import cv2
+
+    bundled = open_source("bundled", size=(96, 64))
+    frames = list(bundled.frames())
+    assert len(frames) == 2 and all(f.shape == (64, 96, 3) for f in frames)
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((40, 60, 3), 50 * i, np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    frames = list(open_source(str(folder)).frames())
+    assert [int(f.mean()) for f in frames] == [0, 50, 100]
+
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames = list(open_source(str(video), size=(32, 24)).frames())
+    assert len(frames) == 5 and frames[0].shape == (24, 32, 3)
+    assert abs(float(frames[-1].mean()) - 160) < 10
+
+    from roi_codec_ros.evaluation.bags import make_bag
+
+    bag = tmp_path / "bag"
+    make_bag(folder, bag, rate=5.0, topic="/cam/image", progress=False)
+    source = open_source(str(bag))
+    assert source.topic == "/cam/image"
+    assert [int(f.mean()) for f in source.frames()] == [0, 50, 100]
+    with pytest.raises(FrameSourceError, match="no image topic|not in bag"):
+        open_source(str(bag), topic="/other")
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(FrameSourceError, match="does not exist"):
+        open_source(str(tmp_path / "missing.mp4"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FrameSourceError, match="no images"):
+        open_source(str(tmp_path / "empty"))
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    with pytest.raises(FrameSourceError, match="cannot open"):
+        open_source(str(tmp_path / "bad.mp4"))
+
+
+# -- roi-launch (shim) on the real launch files --------------------------------------------------------------
+def _launch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "roi_codec_ros.tools.launch_runner", *args], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ), cwd=REPO)
+
+
+def test_launch_runner_dry_run_builds_ros_command_lines():
+    result = _launch("roi_codec_ros", "pipeline.launch.py", "--dry-run", "namespace:=cam", "fps:=3", "model_path:=random",
+                     "input:=/data/clip.mp4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    commands = [line for line in lines if not line.startswith(("#", " ", "/**"))]
+    assert [Path(c.split()[0]).name for c in commands] == ["frame_source", "encoder_node", "decoder_node"]
+    encoder = commands[1]
+    assert "-r __node:=encoder -r __ns:=/cam" in encoder
+    assert "share/roi_codec_ros/config/encoder.yaml" in encoder
+    assert encoder.index("encoder.yaml") < encoder.index("launch_params_")  # files in order: later wins
+    text = result.stdout
+    assert "    fps: 3\n" in text and "    input: /data/clip.mp4\n" in text and "    model_path: random\n" in text
+    assert "    overlay: true\n" in text  # substitution results are YAML-typed, as in launch_ros
+
+
+def test_launch_runner_arguments_and_errors(tmp_path):
+    shown = _launch("roi_codec_ros", "encoder.launch.py", "--show-args")
+    assert shown.returncode == 0 and "'model_path':" in shown.stdout and "FindPackageShare(pkg='roi_codec_ros')" in shown.stdout
+    remapped = _launch("roi_codec_ros", "encoder.launch.py", "--dry-run", "image:=/camera/image_raw")
+    assert "-r image:=/camera/image_raw -r compressed:=compressed" in remapped.stdout
+    missing = _launch("roi_codec_ros", "nope.launch.py")
+    assert missing.returncode == 2 and "was not found in the share directory" in missing.stdout
+    custom = tmp_path / "required.launch.py"
+    custom.write_text(
+        "from launch import LaunchDescription\n"
+        "from launch.actions import DeclareLaunchArgument\n"
+        "from launch.substitutions import LaunchConfiguration\n"
+        "from launch_ros.actions import Node\n"
+        "def generate_launch_description():\n"
+        "    return LaunchDescription([DeclareLaunchArgument('x', description='needed'),\n"
+        "        Node(package='roi_codec_ros', executable='encoder_node', parameters=[{'rate': LaunchConfiguration('x')}])])\n"
+    )
+    assert "missing required launch argument 'x'" in _launch(str(custom)).stdout
+    empty = _launch(str(custom), "--dry-run", "x:=")
+    assert empty.returncode == 2 and "empty value" in empty.stdout  # launch_ros rejects it the same way
