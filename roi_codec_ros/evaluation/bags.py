@@ -152,7 +152,7 @@ def image_msg_to_rgb(msg, msgtype: str) -> tuple[np.ndarray, str]:
     if step < row_items * dtype.itemsize or data.size < step * height:
         raise BagError(f"Image data too short for {width}x{height} {msg.encoding} (step {step}, {data.size} bytes)")
     rows = data[: step * height].reshape(height, step)[:, : row_items * dtype.itemsize]
-    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels[encoding])
+    pixels = rows.copy().view(dtype).reshape(height, width, channels[encoding])  # writable, contiguous
     if wide:
         pixels = (pixels >> 8).astype(np.uint8)
     if channels[encoding] == 1:

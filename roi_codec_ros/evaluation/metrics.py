@@ -6,7 +6,8 @@ the MSE is taken over the region's pixels only (all three RGB channels), MAX = 2
     PSNR_l = 10 log10(255^2 / MSE(x_l, x^_l)),   l in {whole, ROI, background}
 
 Region MS-SSIM (our definition, documented in docs/evaluation.md): the standard 5-scale MS-SSIM of Wang et al.
-(the same Gaussian window, constants, weights and 2x average-pool pyramid as ``pytorch_msssim.ms_ssim``), except
+(the same Gaussian window, constants, weights and 2x average-pool pyramid as ``pytorch_msssim.ms_ssim``, computed
+with OpenCV filters, ~5x faster than torch's grouped convolutions on CPU), except
 that at every scale the SSIM/contrast-structure *maps* are averaged with a weight per window equal to the
 fraction of that window (Gaussian-weighted) lying in the region. With the all-ones mask this is exactly
 ``pytorch_msssim.ms_ssim`` (tested); a window straddling the ROI border counts partly to each side.
@@ -16,9 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 MAX_VALUE = 255.0
 # PSNR of two identical regions is infinite; report this instead so means and JSON stay finite.
@@ -101,27 +101,40 @@ def psnr(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = No
     return psnr_from_mse(mse(original, decoded, mask))
 
 
-def _gaussian_window() -> torch.Tensor:
-    coords = torch.arange(MSSSIM_WIN_SIZE, dtype=torch.float32) - MSSSIM_WIN_SIZE // 2
-    g = torch.exp(-(coords**2) / (2 * MSSSIM_WIN_SIGMA**2))
-    return g / g.sum()
+def _gaussian_window() -> np.ndarray:
+    coords = np.arange(MSSSIM_WIN_SIZE, dtype=np.float64) - MSSSIM_WIN_SIZE // 2
+    g = np.exp(-(coords**2) / (2 * MSSSIM_WIN_SIGMA**2))
+    return (g / g.sum()).astype(np.float32)
 
 
-def _blur_valid(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter without padding ('valid'), per channel, as pytorch-msssim does."""
-    channels = x.shape[1]
-    kernel_h = win.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    kernel_w = win.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    return F.conv2d(F.conv2d(x, kernel_h, groups=channels), kernel_w, groups=channels)
+def _blur_valid(planes: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Separable Gaussian filter of (H, W, C) float32 planes without padding ('valid'), as pytorch-msssim does.
+
+    OpenCV filters with a zero border and the border is cropped off, which leaves exactly the valid part.
+    """
+    r = MSSSIM_WIN_SIZE // 2
+    planes = planes[..., None] if planes.ndim == 2 else planes
+    out = [cv2.sepFilter2D(np.ascontiguousarray(planes[..., c]), cv2.CV_32F, win, win,
+                           borderType=cv2.BORDER_CONSTANT)[r:-r, r:-r] for c in range(planes.shape[2])]
+    return np.stack(out, axis=-1)
 
 
-def _ssim_maps(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _avg_pool2(planes: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of (H, W, C) with one zero of padding on each side of an odd axis, counted in the
+    average (``F.avg_pool2d(kernel_size=2, padding=size % 2)``, the down-sampling of pytorch-msssim)."""
+    pad = [(s % 2, s % 2) for s in planes.shape[:2]] + [(0, 0)]
+    planes = np.pad(planes, pad)
+    h, w = planes.shape[0] // 2 * 2, planes.shape[1] // 2 * 2
+    p = planes[:h, :w]
+    return (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]) * np.float32(0.25)
+
+
+def _ssim_maps(x: np.ndarray, y: np.ndarray, win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c1 = (MSSSIM_K[0] * MAX_VALUE) ** 2
     c2 = (MSSSIM_K[1] * MAX_VALUE) ** 2
-    mu_x, mu_y = _blur_valid(x, win), _blur_valid(y, win)
-    sigma_xx = _blur_valid(x * x, win) - mu_x * mu_x
-    sigma_yy = _blur_valid(y * y, win) - mu_y * mu_y
-    sigma_xy = _blur_valid(x * y, win) - mu_x * mu_y
+    moments = _blur_valid(np.concatenate([x, y, x * x, y * y, x * y], axis=2), win)
+    mu_x, mu_y, xx, yy, xy = np.split(moments, 5, axis=2)
+    sigma_xx, sigma_yy, sigma_xy = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     cs_map = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
     ssim_map = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1) * cs_map
     return ssim_map, cs_map
@@ -136,51 +149,44 @@ def ms_ssim_regions(
     """
     _check_pair(original, decoded)
     height, width = original.shape[:2]
+    nan = float("nan")
     if min(height, width) < MSSSIM_MIN_SIDE:
-        return {name: float("nan") for name in masks}
+        return {name: nan for name in masks}
     win = _gaussian_window()
-    x = torch.tensor(original, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
-    y = torch.tensor(decoded, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
-    weights = {}
+    x, y = original.astype(np.float32), decoded.astype(np.float32)
+    regions = {}
     for name, mask in masks.items():
         mask = _check_mask(mask, (height, width))
-        if mask is not None and not mask.any():
-            weights[name] = None
-            continue
-        plane = np.ones((height, width), dtype=np.float32) if mask is None else mask.astype(np.float32)
-        weights[name] = torch.from_numpy(plane).view(1, 1, height, width)
+        if mask is not None and mask.any():
+            regions[name] = mask.astype(np.float32)
+    names = list(regions)
+    planes = np.stack([regions[n] for n in names], axis=-1) if names else None  # (H, W, R)
 
     levels = len(MSSSIM_WEIGHTS)
-    factors: dict[str, list[torch.Tensor]] = {name: [] for name in masks}
+    factors = []  # per level: (1 + R, C) -- whole frame first, then the regions
     for level in range(levels):
         ssim_map, cs_map = _ssim_maps(x, y, win)
-        chosen = ssim_map if level == levels - 1 else cs_map
-        for name, weight in weights.items():
-            if weight is None:
-                continue
-            window_weight = _blur_valid(weight, win)  # fraction of each window inside the region
-            total = window_weight.sum()
-            if float(total) <= 1e-12:
-                weights[name] = None  # region vanished at this scale
-                continue
-            per_channel = (chosen * window_weight).flatten(2).sum(-1) / total
-            factors[name].append(torch.relu(per_channel))
+        chosen = (ssim_map if level == levels - 1 else cs_map).astype(np.float64)  # (h, w, C)
+        rows = [chosen.mean(axis=(0, 1))[None]]  # whole frame: the plain mean, as pytorch-msssim
+        if planes is not None:
+            window_weight = _blur_valid(planes, win).astype(np.float64)  # fraction of each window in the region
+            totals = window_weight.sum(axis=(0, 1))  # (R,)
+            sums = np.einsum("hwr,hwc->rc", window_weight, chosen)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows.append(np.where(totals[:, None] > 1e-9, sums / totals[:, None], np.nan))
+        factors.append(np.maximum(np.concatenate(rows, axis=0), 0.0))  # relu, as pytorch-msssim
         if level < levels - 1:
-            padding = [s % 2 for s in x.shape[2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
-            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
-            for name, weight in weights.items():
-                if weight is not None:
-                    weights[name] = F.avg_pool2d(weight, kernel_size=2, padding=padding)
+            x, y = _avg_pool2(x), _avg_pool2(y)
+            planes = _avg_pool2(planes) if planes is not None else None
 
-    exponents = torch.tensor(MSSSIM_WEIGHTS, dtype=torch.float32).view(-1, 1, 1)
-    out = {}
-    for name in masks:
-        if weights[name] is None or len(factors[name]) != levels:
-            out[name] = float("nan")
-            continue
-        stacked = torch.stack(factors[name], dim=0)  # (level, batch, channel)
-        out[name] = float(torch.prod(stacked**exponents, dim=0).mean())
+    exponents = np.asarray(MSSSIM_WEIGHTS, dtype=np.float64)[:, None, None]
+    values = np.prod(np.stack(factors, axis=0) ** exponents, axis=0).mean(axis=-1)  # (1 + R,)
+    out = {name: nan for name in masks}
+    for name, mask in masks.items():
+        if mask is None:
+            out[name] = float(values[0])
+    for i, name in enumerate(names, start=1):
+        out[name] = float(values[i])  # NaN when the region vanished at a coarse scale
     return out
 
 

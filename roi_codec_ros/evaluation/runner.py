@@ -150,8 +150,10 @@ def evaluate(
     records: list[FrameRecord] = []
     if total is None and hasattr(frames, "__len__"):
         total = len(frames)  # type: ignore[arg-type]
-    bar = tqdm(frames, total=total, unit="frame", desc="evaluate", disable=not progress)
-    for frame in bar:
+    # one step per (frame, setting): a frame can take a minute when many settings run the task metric
+    bar = tqdm(total=None if total is None else total * len(codecs), unit="code", desc="evaluate",
+               disable=not progress, smoothing=0.05)
+    for frame in frames:
         image = check_image(frame.image, f"frame {frame.name}")
         height, width = image.shape[:2]
         context = roi_source(frame)
@@ -186,7 +188,9 @@ def evaluate(
             records.append(record)
             if on_result is not None:
                 on_result(frame, codec, data, decoded, record)
-        bar.set_postfix_str(frame.name[-24:])
+            bar.set_postfix_str(f"{frame.name[-20:]} {codec.label}", refresh=False)
+            bar.update(1)
+    bar.close()
     return records
 
 
