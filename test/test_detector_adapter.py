@@ -125,7 +125,6 @@ def test_torch_thread_count_is_kept(det):
         torch.set_num_threads(1)  # what ultralytics' predict() does behind our back
     assert torch.get_num_threads() == before
     det(frame(100, 160))
-    DetectorAdapter.random_init("yolov8n.yaml")
     assert torch.get_num_threads() == before
 
 
@@ -171,14 +170,19 @@ def test_from_weights_loads_a_checkpoint_and_records_its_sha256(tmp_path, monkey
     res = det(frame(375, 1242))
     assert [tuple(f.shape[1:]) for f in res.features] == [(64, 24, 80), (128, 12, 40), (256, 6, 20)]
     assert res.detections.names == det.names
+    det.close()  # hooks removed: the adapter refuses to run rather than return stale features
+    with pytest.raises(RuntimeError, match="closed"):
+        det(frame(64, 64))
 
 
-def test_cuda_device_is_refused_clearly_when_absent():
+def test_auto_device_and_cuda_refused_clearly_when_absent():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="CUDA"):
         DetectorAdapter.random_init("yolov8n.yaml", device="cuda")
+    before = torch.get_num_threads()
     assert DetectorAdapter.random_init("yolov8n.yaml", device="auto").device.type == "cpu"
+    assert torch.get_num_threads() == before  # building (ultralytics code) leaves torch's threads alone
 
 
 @needs_real_weights

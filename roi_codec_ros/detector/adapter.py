@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,7 @@ class DetectorAdapter:
         self.strides: tuple[int, ...] = tuple(int(s) for s in head.stride.tolist())
         self._task = getattr(model, "task", "detect")
         self._captured: dict[int, torch.Tensor] = {}
+        self._lock = threading.Lock()  # the hooks write into self._captured: one pass at a time
         self._hooks = [self.model.model[i].register_forward_hook(self._hook(i)) for i in self.feature_layers]
         # One tiny pass: learns the feature widths and pays one-off costs (lazy imports, NMS/roi_align set-up)
         # here rather than in the first frame's latency.
@@ -291,12 +293,14 @@ class DetectorAdapter:
         """
         if len(images) == 0:
             return []
+        if not self._hooks:
+            raise RuntimeError("DetectorAdapter was closed (its feature hooks are removed)")
         for i, im in enumerate(images):
             check_image(im, f"image[{i}]")
         if len({im.shape for im in images}) != 1:
             raise ValueError(f"all images in a batch must have the same shape, got {sorted({im.shape for im in images})}")
         stride = max(self.strides)
-        with torch.inference_mode(), keep_torch_threads():
+        with self._lock, torch.inference_mode(), keep_torch_threads():
             self._sync()
             t0 = time.perf_counter()
             boxed = [letterbox(im, self.imgsz, stride=stride, rect=self.rect) for im in images]

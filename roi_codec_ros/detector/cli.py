@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="always-ROI box in frame pixels (repeatable)")
     p.add_argument("--static-box-rel", type=_floats4, action="append", default=[], metavar="X1,Y1,X2,Y2",
                    help="always-ROI box as fractions of width/height (repeatable)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = leave as is; 1 is fastest on a machine busy with other work)")
     p.add_argument("--max-side", type=int, default=0, help="downscale overlays to this long side (0 = frame size)")
     p.add_argument("--limit", type=int, default=0, help="process at most this many images (0 = all)")
     return p
@@ -120,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit > 0:
         images = images[: args.limit]
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     common = dict(device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou, rect=not args.square)
     try:
         if args.random_init:
