@@ -10,6 +10,9 @@ fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# Camera-sized frames through shared memory instead of lossy fragmented UDP (config/fastdds_large_frames.xml
+# says why); a profile the user chose wins.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_roi_root/config/fastdds_large_frames.xml}"
 # The message package built by scripts/setup.sh lives in the venv prefix; ROS finds packages through
 # AMENT_PREFIX_PATH, the wheels' own prefix is the venv site-packages tree.
 if [ -n "${VIRTUAL_ENV:-}" ]; then

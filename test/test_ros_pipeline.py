@@ -126,6 +126,7 @@ class Probe:
 
     def close(self):
         self.executor.shutdown(timeout_sec=5)
+        self.thread.join(timeout=5)
         self.node.destroy_node()
         self.context.try_shutdown()
 
