@@ -266,3 +266,27 @@ def test_launch_runner_arguments_and_errors(tmp_path):
     assert "missing required launch argument 'x'" in _launch(str(custom)).stdout
     empty = _launch(str(custom), "--dry-run", "x:=")
     assert empty.returncode == 2 and "empty value" in empty.stdout  # launch_ros rejects it the same way
+
+
+def test_frame_encoder_with_untrained_detector(random_codec):
+    from roi_codec_ros.detector import DetectorAdapter
+
+    detector = DetectorAdapter.random_init("yolov8n.yaml", imgsz=160)
+    encoder = FrameEncoder(random_codec, detector)
+    settings = EncoderSettings(roi=RoiMaskConfig(classes=None, confidence=0.0, static_boxes=((0, 0, 8, 8),)))
+    settings.check(random_codec, detector)
+    result = encoder.encode(_image(96, 128), settings)
+    assert result.detections is not None and result.detector_ms > 0
+    assert len(result.boxes) == len(result.detections) + 1  # every detection passes, plus the static box
+    assert result.boxes[-1].class_name == "static"
+    with pytest.raises(ValueError, match="unknown ROI classes \\['unicorn'\\]"):
+        EncoderSettings(roi=RoiMaskConfig(classes=("car", "unicorn"))).check(random_codec, detector)
+
+
+def test_docs_list_every_parameter():
+    from roi_codec_ros.nodes import decoder_node, encoder_node, source_node
+
+    text = (REPO / "docs" / "ros.md").read_text()
+    for module in (encoder_node, decoder_node, source_node):
+        for p in module.PARAMETERS:
+            assert f"| `{p.name}` |" in text, f"docs/ros.md misses parameter {p.name} of {module.__name__}"

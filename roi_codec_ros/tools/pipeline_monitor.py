@@ -280,8 +280,9 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     try:
         while len(monitor.records) < args.frames and time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                print(f"the pipeline exited (code {proc.returncode}); its log: {log_path}", file=sys.stderr)
+            if proc is not None and (proc.poll() is not None or "process has died" in log_path.read_text(errors="replace")):
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+                print(f"a pipeline node failed; last lines of {log_path}:\n{tail}", file=sys.stderr)
                 return 1
             for record in monitor.process():
                 if not args.quiet:
