@@ -49,6 +49,16 @@ KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI
 
 RATE_CODE_MAX = 0xFFFF
 
+# CompressAI's rANS decoder (C++) trusts its input: it reads 32-bit words with no end check, and a run of 0xF
+# nibbles makes its escape ("bypass") decoding read ~15x as many bytes as the run is long.  guard_rans_string
+# rejects what no encoder writes and pads the rest so every read stays inside the buffer (docs/bitstream.md).
+RANS_MIN_BYTES = 8  # the encoder's final flush writes the 64-bit state
+RANS_MAX_BYTES_PER_SYMBOL = 8  # a symbol costs <= 16 bits + a 32-bit escape value + its 4-bit count
+RANS_FORBIDDEN_RUN = b"\xff" * 8  # p = 2**-64 per position in real (random-looking) output; drives the 15x read
+RANS_PAD_BYTES_PER_SYMBOL = 16  # measured worst case on garbage: see test/test_bitstream_rans.py
+RANS_PAD_MIN_BYTES = 64 * 1024
+RANS_PAD_FILL = b"\x80"  # words >= 2**31 keep the decoder state large; no 0xF nibble, so escapes stay short
+
 # magic(3s) version(B) hash(8s) height width rate_code (H H H) flags pad_multiple (B B) z_h z_w w_h w_w (4H)
 # lengths (3I)
 _HEADER = struct.Struct(">3sB8sHHHBB4H3I")
@@ -255,6 +265,25 @@ def _check_envelope(view: memoryview) -> None:
         raise BitstreamError(f"unsupported format version {version} (this decoder reads {_supported()})")
     if n < MIN_FRAME_BYTES:
         raise BitstreamError(f"truncated: {n} bytes, a frame has at least {MIN_FRAME_BYTES}")
+
+
+def guard_rans_string(name: str, data: bytes, num_symbols: int) -> bytes:
+    """Check one entropy-coded string and pad it before CompressAI's rANS decoder sees it.
+
+    ``num_symbols`` is how many symbols the decoder will read from it (channels x height x width of the latent).
+    Rejects (``BitstreamError``) strings no rANS encoder writes: not a whole number of 32-bit words, shorter than
+    the final state flush, longer than ``RANS_MAX_BYTES_PER_SYMBOL`` per symbol, or holding 8 bytes of 0xff in a
+    row.  Returns the string followed by ``RANS_PAD_BYTES_PER_SYMBOL * num_symbols + RANS_PAD_MIN_BYTES`` fill
+    bytes; a real string is decoded from its own bytes only, so the padding never changes a correct decode.
+    """
+    n = len(data)
+    if n % 4 or n < RANS_MIN_BYTES:
+        raise BitstreamError(f"{name} string of {n} bytes is not an rANS stream (whole 32-bit words, >= {RANS_MIN_BYTES} bytes)")
+    if n > RANS_MIN_BYTES + RANS_MAX_BYTES_PER_SYMBOL * num_symbols:
+        raise BitstreamError(f"{name} string of {n} bytes is too long for {num_symbols} symbols")
+    if RANS_FORBIDDEN_RUN in data:
+        raise BitstreamError(f"{name} string holds a run of 0xff bytes no rANS encoder writes")
+    return bytes(data) + RANS_PAD_FILL * (RANS_PAD_BYTES_PER_SYMBOL * num_symbols + RANS_PAD_MIN_BYTES)
 
 
 def header_info(data: bytes) -> dict:

@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Fuzz ``RoiCodec.decode`` with mutated, truncated and structure-aware garbage bitstreams.
+
+Seeds are real frames from ``RoiCodec.random(seed=0)`` on small images.  Each input is one mutation of a seed:
+
+- raw mutations (bit/byte flips, truncation, insertion, deletion, splicing, random bytes): exercise the container
+  checks (magic, version, lengths, CRC);
+- structure-aware mutations that rebuild a valid header/CRC around garbage: random, truncated, extended,
+  swapped or constant-filled entropy-coded strings and changed image sizes / latent shapes / rate / flags, so
+  CompressAI's rANS decoder (C++) and the synthesis transform get garbage.
+
+Decoding runs in a worker subprocess with a watchdog: a crash (signal) or a hang (no answer within
+``--timeout`` seconds) is recorded, the offending input is saved to ``--out-dir`` and the worker restarted.
+Any exception other than ``BitstreamError``, or a decoded image of the wrong shape/dtype, is a failure too.
+Exit code 0 only if every input either decoded to an image of the header's size or raised ``BitstreamError``.
+
+    python scripts/fuzz_decode.py --inputs 100000 --seed 0          # the full run (see docs/bitstream.md)
+    python scripts/fuzz_decode.py --inputs 2000 --container-only    # unpack_frame only, in-process
+    python scripts/fuzz_decode.py --replay fuzz_failures/crash-....rcb
+
+Inputs are a pure function of ``--seed`` and the input index, so a run is reproducible.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import importlib
+import multiprocessing as mp
+import random
+import re
+import struct
+import sys
+import time
+import traceback
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from roi_codec_ros.codec import bitstream as bs
+from roi_codec_ros.codec.bitstream import BitstreamError, FrameHeader, pack_frame, unpack_frame
+
+# --- seeds ----------------------------------------------------------------------------------------------------
+
+# (height, width, rate, roi_weight, with ROI mask): small images keep a garbage decode at ~10 ms
+SEED_IMAGES = [(16, 16, 0.5, 1.0, False), (48, 80, 0.0, 1.0, False), (1, 70, 1.0, 1.0, False), (65, 33, 1.0, 8.0, True)]
+MAX_FUZZ_SIDE = 256  # structure-aware size changes stay small so a garbage decode stays fast
+
+
+def make_seeds(codec) -> list[bytes]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    seeds = []
+    for h, w, rate, roi_weight, with_roi in SEED_IMAGES:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = np.zeros((h, w), np.float32)
+        mask[: h // 2, : w // 2] = 1.0
+        seeds.append(codec.encode(image, roi_mask=mask if with_roi else None, rate=rate, roi_weight=roi_weight).data)
+    return seeds
+
+
+def load_factory(spec: str):
+    """``module:attr.attr`` -> callable returning a codec (default: ``RoiCodec.random``)."""
+    module, _, attrs = spec.partition(":")
+    obj = importlib.import_module(module)
+    for attr in attrs.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+# --- mutations ------------------------------------------------------------------------------------------------
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def raw_bitflip(rng, seed, seeds):
+    data = bytearray(seed)
+    for _ in range(rng.choice((1, 1, 2, 8))):
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    return bytes(data)
+
+
+def raw_byteset(rng, seed, seeds):
+    data = bytearray(seed)
+    for _ in range(rng.choice((1, 2, 4))):
+        data[rng.randrange(len(data))] = rng.choice((0, 0xFF, 0x7F, 0x80, rng.randrange(256)))
+    return bytes(data)
+
+
+def raw_truncate(rng, seed, seeds):
+    return seed[: rng.randrange(len(seed))]
+
+
+def raw_insert(rng, seed, seeds):
+    i = rng.randrange(len(seed) + 1)
+    return seed[:i] + rng.randbytes(rng.choice((1, 4, rng.randrange(1, 64)))) + seed[i:]
+
+
+def raw_delete(rng, seed, seeds):
+    i = rng.randrange(len(seed))
+    return seed[:i] + seed[i + rng.randrange(1, 16) :]
+
+
+def raw_splice(rng, seed, seeds):
+    other = rng.choice(seeds)
+    return seed[: rng.randrange(len(seed))] + other[rng.randrange(len(other)) :]
+
+
+def raw_random(rng, seed, seeds):
+    data = rng.randbytes(rng.choice((0, 1, 3, 4, 43, 44, rng.randrange(200))))
+    return (b"RCB\x01" + data) if rng.random() < 0.5 else data
+
+
+def _garbage_string(rng, original: bytes) -> bytes:
+    n = rng.choice((0, 1, 4, 7, 8, 12, len(original), len(original) + 4, rng.randrange(1, 4096)))
+    kind = rng.randrange(4)
+    if kind == 0:
+        return rng.randbytes(n)
+    if kind == 1:
+        return bytes([rng.choice((0x00, 0xFF, 0x80, 0x7F))]) * n
+    if kind == 2:  # long runs of 0xff: the pattern that makes the rANS escape decoding read far
+        return b"\xff" * rng.choice((8, 64, 4096, 100_000, 400_000))
+    return ((b"\xff" * 7 + b"\x7f") * (n // 8 + 1))[:n]
+
+
+def struct_payload(rng, seed, seeds):
+    header, strings = unpack_frame(seed)
+    name = rng.choice(bs.STREAM_NAMES)
+    s = strings[name]
+    op = rng.randrange(5)
+    if op == 0:
+        s = _garbage_string(rng, s)
+    elif op == 1 and s:  # flip bits inside the string
+        b = bytearray(s)
+        for _ in range(rng.choice((1, 2, 8))):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        s = bytes(b)
+    elif op == 2:
+        s = s[: rng.randrange(len(s) + 1)]
+    elif op == 3:
+        s = s + rng.randbytes(rng.choice((1, 4, 64)))
+    else:  # another stream's string, possibly from another seed
+        s = unpack_frame(rng.choice(seeds))[1][rng.choice(bs.STREAM_NAMES)]
+    strings[name] = s
+    return pack_frame(header, strings)
+
+
+def struct_resize(rng, seed, seeds):
+    """Another image size with consistent latent shapes: garbage strings for a different symbol count."""
+    header, strings = unpack_frame(seed)
+    h, w = rng.randrange(1, MAX_FUZZ_SIDE + 1), rng.randrange(1, MAX_FUZZ_SIDE + 1)
+    shape = bs.latent_shape(h, w, header.pad_multiple)
+    return pack_frame(replace(header, height=h, width=w, z_shape=shape, w_shape=shape), strings)
+
+
+def struct_fields(rng, seed, seeds):
+    header, strings = unpack_frame(seed)
+    change = rng.randrange(4)
+    if change == 0:
+        header = replace(header, rate_code=rng.choice((0, 65535, rng.randrange(65536))))
+    elif change == 1:
+        header = replace(header, flags=rng.randrange(bs.KNOWN_FLAGS + 1))
+    elif change == 2:
+        header = replace(header, model_hash=rng.randbytes(8))
+    else:
+        shape = bs.latent_shape(header.height, header.width, 128)
+        header = replace(header, pad_multiple=128, z_shape=shape, w_shape=shape)
+    return pack_frame(header, strings)
+
+
+def struct_header_bytes(rng, seed, seeds):
+    """Random bytes in the fixed header (after magic+version) with a correct CRC."""
+    body = bytearray(seed[:-4])
+    for _ in range(rng.choice((1, 2, 4))):
+        body[rng.randrange(4, bs.HEADER_BYTES)] = rng.randrange(256)
+    return with_crc(bytes(body))
+
+
+def struct_lengths(rng, seed, seeds):
+    """Move bytes between the three strings (lengths still add up) with a correct CRC."""
+    body = bytearray(seed[:-4])
+    total = len(body) - bs.HEADER_BYTES
+    a = rng.randrange(total + 1)
+    b = rng.randrange(total - a + 1)
+    struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, total - a - b)
+    return with_crc(bytes(body))
+
+
+MUTATORS = {  # name -> (function, weight)
+    "bitflip": (raw_bitflip, 8),
+    "byteset": (raw_byteset, 6),
+    "truncate": (raw_truncate, 6),
+    "insert": (raw_insert, 4),
+    "delete": (raw_delete, 4),
+    "splice": (raw_splice, 3),
+    "random": (raw_random, 4),
+    "payload": (struct_payload, 30),
+    "resize": (struct_resize, 10),
+    "fields": (struct_fields, 8),
+    "header_bytes": (struct_header_bytes, 8),
+    "lengths": (struct_lengths, 9),
+}
+
+
+def make_input(seed: int, index: int, seeds: list[bytes]) -> tuple[str, bytes]:
+    rng = random.Random(f"{seed}:{index}")
+    names = list(MUTATORS)
+    name = rng.choices(names, weights=[MUTATORS[n][1] for n in names])[0]
+    data = MUTATORS[name][0](rng, rng.choice(seeds), seeds)
+    if rng.random() < 0.05:  # stack a second raw mutation now and then
+        data = raw_bitflip(rng, data, seeds) if data else data
+    return name, data
+
+
+# --- outcomes -------------------------------------------------------------------------------------------------
+
+
+def error_kind(message: str) -> str:
+    """A BitstreamError message without its numbers: groups outcomes in the summary."""
+    text = re.sub(r"0x[0-9a-f]+|[0-9a-f]{16}|\d+", "#", message)
+    return text.split("(")[0].split(":")[0].strip()[:60]
+
+
+def decode_one(codec, data: bytes) -> tuple[str, str]:
+    try:
+        image = codec.decode(data)
+    except BitstreamError as exc:
+        return "rejected", error_kind(str(exc))
+    except Exception:  # noqa: BLE001 - anything else is what we are looking for
+        return "FAIL-exception", traceback.format_exc(limit=6)
+    header, _ = unpack_frame(data)
+    if getattr(image, "shape", None) != (header.height, header.width, 3) or str(image.dtype) != "uint8":
+        return "FAIL-output", f"decoded {getattr(image, 'shape', type(image))} for a {header.height}x{header.width} header"
+    return "decoded", "an image of the header's size"
+
+
+def worker(conn, codec_factory: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    codec = load_factory(codec_factory)()
+    conn.send(("ready", make_seeds(codec)))  # the seeds come from the worker: one torch start-up, not two
+    while True:
+        data = conn.recv_bytes()
+        conn.send(decode_one(codec, data))
+
+
+class Worker:
+    """A decoding subprocess with a watchdog."""
+
+    def __init__(self, codec_factory: str, threads: int, startup_timeout: float):
+        self.ctx = mp.get_context("spawn")
+        self.args = (codec_factory, threads)
+        self.startup_timeout = startup_timeout
+        self.process = None
+        self.restarts = -1
+
+    def start(self) -> None:
+        self.conn, child = self.ctx.Pipe()
+        self.process = self.ctx.Process(target=worker, args=(child, *self.args), daemon=True)
+        self.process.start()
+        child.close()
+        message = self.conn.recv() if self.conn.poll(self.startup_timeout) else None
+        if not (isinstance(message, tuple) and message[0] == "ready"):
+            raise RuntimeError("decode worker did not start")
+        self.seeds = message[1]
+        self.restarts += 1
+
+    def decode(self, data: bytes, timeout: float) -> tuple[str, str]:
+        if self.process is None or not self.process.is_alive():
+            self.start()
+        try:
+            self.conn.send_bytes(data)
+            if self.conn.poll(timeout):
+                return self.conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass
+        self.process.join(0.5)
+        if self.process.exitcode is None:  # still running: a hang
+            self.process.kill()
+            self.process.join()
+            return "FAIL-hang", f"no answer within {timeout:g} s (killed)"
+        return "FAIL-crash", f"worker died with exit code {self.process.exitcode}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def container_only(data: bytes) -> tuple[str, str]:
+    try:
+        unpack_frame(data)
+    except BitstreamError as exc:
+        return "rejected", error_kind(str(exc))
+    except Exception:  # noqa: BLE001
+        return "FAIL-exception", traceback.format_exc(limit=6)
+    return "decoded", "valid container"
+
+
+@dataclass
+class Summary:
+    inputs: int = 0
+    seconds: float = 0.0
+    restarts: int = 0
+
+    def __post_init__(self):
+        self.outcomes = collections.Counter()
+        self.kinds = collections.Counter()
+        self.by_mutator = collections.defaultdict(collections.Counter)
+        self.failures: list[tuple[int, str, str, Path | None]] = []
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def print(self, out=sys.stdout) -> None:
+        rate = self.inputs / self.seconds if self.seconds else 0.0
+        print(f"\n{self.inputs} inputs in {self.seconds:.1f} s ({rate:.0f} inputs/s), worker restarts: {self.restarts}", file=out)
+        print("outcomes:", file=out)
+        for outcome, n in self.outcomes.most_common():
+            print(f"  {outcome:<16} {n:>8}", file=out)
+        print("rejections and decodes by kind:", file=out)
+        for kind, n in self.kinds.most_common():
+            print(f"  {n:>8}  {kind}", file=out)
+        print("by mutator (decoded / rejected / failed):", file=out)
+        for name, counts in sorted(self.by_mutator.items()):
+            failed = sum(n for k, n in counts.items() if k.startswith("FAIL"))
+            print(f"  {name:<13} {counts['decoded']:>7} {counts['rejected']:>8} {failed:>6}", file=out)
+        print(f"FAILURES: {len(self.failures)}", file=out)
+        for index, outcome, detail, path in self.failures[:20]:
+            print(f"  input {index}: {outcome}: {detail.strip().splitlines()[-1]} -> {path}", file=out)
+
+
+def run(args) -> Summary:
+    out_dir = Path(args.out_dir)
+    summary = Summary()
+    worker_proc = None
+    if args.container_only:
+        seeds = make_seeds(load_factory(args.codec_factory)())
+    else:
+        worker_proc = Worker(args.codec_factory, args.threads, startup_timeout=max(120.0, args.timeout))
+        worker_proc.start()
+        seeds = worker_proc.seeds
+    start = time.perf_counter()
+    try:
+        for index in range(args.inputs):
+            name, data = make_input(args.seed, index, seeds)
+            outcome, detail = container_only(data) if worker_proc is None else worker_proc.decode(data, args.timeout)
+            summary.outcomes[outcome] += 1
+            summary.by_mutator[name]["rejected" if outcome == "rejected" else outcome] += 1
+            if outcome.startswith("FAIL"):
+                out_dir.mkdir(parents=True, exist_ok=True)
+                path = out_dir / f"{outcome.lower()}-{index}-{hashlib.sha1(data).hexdigest()[:10]}.rcb"
+                path.write_bytes(data)
+                path.with_suffix(".txt").write_text(f"seed {args.seed} input {index} mutator {name}\n{outcome}\n{detail}\n")
+                summary.failures.append((index, outcome, detail, path))
+                print(f"input {index} ({name}): {outcome}, saved to {path}", file=sys.stderr, flush=True)
+                if len(summary.failures) >= args.max_failures:
+                    print(f"stopping after {args.max_failures} failures", file=sys.stderr)
+                    summary.inputs = index + 1
+                    break
+            else:
+                summary.kinds[f"{outcome}: {detail}"] += 1
+            summary.inputs = index + 1
+            if args.progress and summary.inputs % args.progress == 0:
+                elapsed = time.perf_counter() - start
+                print(f"{summary.inputs} inputs, {elapsed:.0f} s, {summary.inputs / elapsed:.0f}/s, "
+                      f"failures {len(summary.failures)}", file=sys.stderr, flush=True)
+    finally:
+        summary.seconds = time.perf_counter() - start
+        if worker_proc is not None:
+            summary.restarts = worker_proc.restarts
+            worker_proc.stop()
+    return summary
+
+
+def replay(args) -> int:
+    data = Path(args.replay).read_bytes()
+    worker_proc = Worker(args.codec_factory, args.threads, startup_timeout=max(120.0, args.timeout))
+    try:
+        outcome, detail = worker_proc.decode(data, args.timeout)
+    finally:
+        worker_proc.stop()
+    print(f"{args.replay}: {outcome}: {detail}")
+    return 1 if outcome.startswith("FAIL") else 0
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--inputs", type=int, default=100_000, help="number of mutated inputs (default 100000)")
+    parser.add_argument("--seed", type=int, default=0, help="mutation seed (inputs are a function of seed and index)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a decode counts as a hang")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the decode worker")
+    parser.add_argument("--out-dir", default="fuzz_failures", help="where offending inputs are saved")
+    parser.add_argument("--max-failures", type=int, default=20, help="stop after this many failures")
+    parser.add_argument("--progress", type=int, default=5000, help="print progress every N inputs (0 = never)")
+    parser.add_argument("--container-only", action="store_true", help="fuzz unpack_frame in-process, no decoder")
+    parser.add_argument("--codec-factory", default="roi_codec_ros.codec:RoiCodec.random",
+                        help="module:callable returning the codec to fuzz (default: %(default)s)")
+    parser.add_argument("--replay", help="decode one saved input in a worker and print the outcome")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replay:
+        return replay(args)
+    summary = run(args)
+    summary.print()
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
