@@ -10,6 +10,8 @@ COMMANDS = {
     "decode": ("roi_codec_ros.codec.cli", "decode a .rcb bitstream into an image file"),
     "info": ("roi_codec_ros.codec.cli", "print the header of a .rcb bitstream"),
     "demo": ("roi_codec_ros.codec.cli", "encode+decode bundled sample images, print bytes/bpp/PSNR/latency"),
+    "ros-demo": ("roi_codec_ros.tools.pipeline_monitor", "run source->encoder->decoder nodes on the bundled images; print bytes/bpp/PSNR/latency"),
+    "ros-monitor": ("roi_codec_ros.tools.pipeline_monitor", "watch a running pipeline's statistics"),
     "detect": ("roi_codec_ros.detector.cli", "run the detector adapter on images, write box/ROI overlays"),
     "train": ("roi_codec_ros.training.cli", "train a codec from a YAML config"),
     "eval": ("roi_codec_ros.evaluation.cli", "evaluate codecs and baselines on an image folder"),
