@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from roi_codec_ros.codec import bitstream as bs
-from roi_codec_ros.codec.bitstream import BitstreamError, FrameHeader, pack_frame, unpack_frame
+from roi_codec_ros.codec.bitstream import BitstreamError, pack_frame, unpack_frame
 
 # --- seeds ----------------------------------------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ def make_input(seed: int, index: int, seeds: list[bytes]) -> tuple[str, bytes]:
 
 def error_kind(message: str) -> str:
     """A BitstreamError message without its numbers: groups outcomes in the summary."""
-    text = re.sub(r"0x[0-9a-f]+|[0-9a-f]{16}|\d+", "#", message)
+    text = re.sub(r"\d+x\d+\b|0x[0-9a-f]+|[0-9a-f]{16}|\d+", "#", message)  # HxW sizes before hex
     return text.split("(")[0].split(":")[0].strip()[:60]
 
 
@@ -233,7 +233,8 @@ def decode_one(codec, data: bytes) -> tuple[str, str]:
         return "FAIL-exception", traceback.format_exc(limit=6)
     header, _ = unpack_frame(data)
     if getattr(image, "shape", None) != (header.height, header.width, 3) or str(image.dtype) != "uint8":
-        return "FAIL-output", f"decoded {getattr(image, 'shape', type(image))} for a {header.height}x{header.width} header"
+        got = getattr(image, "shape", type(image))
+        return "FAIL-output", f"decoded {got} for a {header.height}x{header.width} header"
     return "decoded", "an image of the header's size"
 
 
@@ -319,7 +320,8 @@ class Summary:
 
     def print(self, out=sys.stdout) -> None:
         rate = self.inputs / self.seconds if self.seconds else 0.0
-        print(f"\n{self.inputs} inputs in {self.seconds:.1f} s ({rate:.0f} inputs/s), worker restarts: {self.restarts}", file=out)
+        print(f"\n{self.inputs} inputs in {self.seconds:.1f} s ({rate:.0f} inputs/s), "
+              f"worker restarts: {self.restarts}", file=out)
         print("outcomes:", file=out)
         for outcome, n in self.outcomes.most_common():
             print(f"  {outcome:<16} {n:>8}", file=out)
@@ -356,7 +358,8 @@ def run(args) -> Summary:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 path = out_dir / f"{outcome.lower()}-{index}-{hashlib.sha1(data).hexdigest()[:10]}.rcb"
                 path.write_bytes(data)
-                path.with_suffix(".txt").write_text(f"seed {args.seed} input {index} mutator {name}\n{outcome}\n{detail}\n")
+                note = f"seed {args.seed} input {index} mutator {name}\n{outcome}\n{detail}\n"
+                path.with_suffix(".txt").write_text(note)
                 summary.failures.append((index, outcome, detail, path))
                 print(f"input {index} ({name}): {outcome}, saved to {path}", file=sys.stderr, flush=True)
                 if len(summary.failures) >= args.max_failures:

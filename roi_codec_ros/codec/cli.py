@@ -82,9 +82,12 @@ def _add_roi_args(p: argparse.ArgumentParser) -> None:
                    help="ultralytics YOLO .pt: its features go to the encoder and its boxes into the ROI mask")
     p.add_argument("--classes", default=",".join(DEFAULT_ROI_CLASSES),
                    help="detector classes that are ROI, comma-separated names or ids, 'all' (default: %(default)s)")
-    p.add_argument("--roi-conf", type=float, default=d.confidence, help="min detector score for ROI (default: %(default)s)")
-    p.add_argument("--margin", type=float, default=d.margin_px, help="pixels added around detector boxes (default: %(default)s)")
-    p.add_argument("--soft-edge", type=float, default=d.soft_edge_px, help="soft ROI edge width in pixels (default: %(default)s)")
+    p.add_argument("--roi-conf", type=float, default=d.confidence,
+                   help="min detector score for ROI (default: %(default)s)")
+    p.add_argument("--margin", type=float, default=d.margin_px,
+                   help="pixels added around detector boxes (default: %(default)s)")
+    p.add_argument("--soft-edge", type=float, default=d.soft_edge_px,
+                   help="soft ROI edge width in pixels (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="encode an image file into a .rcb bitstream")
     enc.add_argument("input", help="image file (PNG, JPEG, ...)")
     enc.add_argument("output", help="bitstream file to write (.rcb)")
-    enc.add_argument("--rate", type=float, default=0.5, help="rate knob in [0, 1], 1 = most bits (default: %(default)s)")
+    enc.add_argument("--rate", type=float, default=0.5,
+                     help="rate knob in [0, 1], 1 = most bits (default: %(default)s)")
     enc.add_argument("--roi-weight", type=float, default=1.0,
-                     help="ROI weight alpha >= 1; 1 = uniform quality, larger = ROI errors weigh more (default: %(default)s)")
+                     help="ROI weight alpha >= 1; 1 = uniform quality, larger = ROI errors weigh more "
+                          "(default: %(default)s)")
     enc.add_argument("--boxes", type=_box, nargs="+", action="extend", default=[], metavar="X1,Y1,X2,Y2",
                      help="ROI boxes in pixels")
     enc.add_argument("--boxes-file", action="append", default=[], help="file with one x1,y1,x2,y2 box per line")
@@ -114,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="encode+decode ultralytics' bundled bus.jpg and zidane.jpg")
     demo.add_argument("--rates", type=_rates, default=[0.5], help="comma-separated rates in [0, 1] (default: 0.5)")
-    demo.add_argument("--roi-weight", type=float, default=1.0, help="ROI weight (with --detector) (default: %(default)s)")
+    demo.add_argument("--roi-weight", type=float, default=1.0,
+                      help="ROI weight (with --detector) (default: %(default)s)")
     demo.add_argument("--out", help="folder for the decoded PNGs (default: do not write them)")
     _add_roi_args(demo)
     _add_model_args(demo)
@@ -266,7 +272,8 @@ def cmd_info(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"{args.input}: roi_codec bitstream, format version {info['format_version']}")
-    print(f"  image        {info['width']}x{info['height']} (padded to {info['padded_size'][1]}x{info['padded_size'][0]},"
+    padded_h, padded_w = info["padded_size"]
+    print(f"  image        {info['width']}x{info['height']} (padded to {padded_w}x{padded_h},"
           f" multiple {info['pad_multiple']})")
     print(f"  model        {info['model_hash']}")
     print(f"  rate         {info['rate']:.4f} (code {info['rate_code']})")
@@ -303,7 +310,8 @@ def cmd_demo(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     print(f"model {codec.model_id[:16]} ({codec.info.get('path', '?')}), device {codec.device}, "
           f"detector {'none' if detector is None else args.detector}, roi weight {args.roi_weight:g}")
-    header = f"{'image':<11} {'size':>9} {'rate':>5} {'bytes':>8} {'bpp':>7} {'PSNR':>6} {'ROI':>6} {'bg':>6} {'enc ms':>8} {'dec ms':>8}"
+    header = (f"{'image':<11} {'size':>9} {'rate':>5} {'bytes':>8} {'bpp':>7} {'PSNR':>6} {'ROI':>6} {'bg':>6}"
+              f" {'enc ms':>8} {'dec ms':>8}")
     print(header)
     print("-" * len(header))
     for path in paths:
@@ -319,7 +327,8 @@ def cmd_demo(args) -> int:
             bg_psnr = psnr(image, decoded, ~roi) if roi is not None and (~roi).any() else float("nan")
             h, w = image.shape[:2]
             print(f"{path.name:<11} {f'{w}x{h}':>9} {rate:>5.2f} {encoded.num_bytes:>8} {encoded.bpp:>7.4f} "
-                  f"{psnr(image, decoded):>6.2f} {roi_psnr:>6.2f} {bg_psnr:>6.2f} {encoded.encode_ms:>8.1f} {decode_ms:>8.1f}")
+                  f"{psnr(image, decoded):>6.2f} {roi_psnr:>6.2f} {bg_psnr:>6.2f} "
+                  f"{encoded.encode_ms:>8.1f} {decode_ms:>8.1f}")
             if out_dir:
                 write_image(str(out_dir / f"{path.stem}_rate{rate:.2f}.png"), decoded)
         if facts:
