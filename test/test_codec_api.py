@@ -73,11 +73,18 @@ def test_features_change_the_stream_and_zero_features_equal_none(random_codec):
         ({"roi_weight": 0.5}, "roi_weight"),
         ({"roi_mask": np.zeros((10, 10))}, "roi_mask"),
         ({"features": [torch.zeros(1, 3, 4, 4)]}, "features"),
+        ({"features": [torch.full((1, c, 8 // s + 1, 8 // s + 1), float("nan")) for c, s in zip((64, 128, 256), (8, 16, 32))]}, "NaN"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(random_codec, kwargs, message):
     with pytest.raises(ValueError, match=message):
         random_codec.encode(_image(64, 64), **kwargs)
+
+
+def test_latents_the_entropy_coder_cannot_code_raise_instead_of_hanging(random_codec):
+    feats = [torch.full((1, c, 8, 8), 1e30) for c in (64, 128, 256)]  # finite but overflowing
+    with pytest.raises(ValueError, match="entropy-code"):
+        random_codec.encode(_image(64, 64), features=feats)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8)])

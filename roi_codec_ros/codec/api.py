@@ -20,11 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bitstream import (
+    MAX_PIXELS,
+    MAX_SIDE,
     FLAG_FEATURES,
     FLAG_ROI,
     BitstreamError,
     FrameHeader,
     code_to_rate,
+    guard_rans_string,
     pack_frame,
     rate_to_code,
     unpack_frame,
@@ -32,8 +35,6 @@ from .bitstream import (
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
 from .conditioning import ControlRanges, weighted_roi_mask
 from .model import ModelConfig, RoiHyperprior, build_model
-
-MAX_SIDE = 16384
 
 
 @dataclass
@@ -75,6 +76,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise ValueError(f"image size {w}x{h} outside 1..{MAX_SIDE} pixels per side")
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"image of {w}x{h} pixels exceeds the bitstream limit of {MAX_PIXELS} pixels")
     return image
 
 
@@ -162,6 +165,8 @@ class RoiCodec:
         ):
             shapes = [tuple(f.shape) for f in features]
             raise ValueError(f"features must be {len(expected)} maps (1,C,h,w) with C={list(expected)}, got {shapes}")
+        if not all(bool(torch.isfinite(f).all()) for f in features):
+            raise ValueError("features contain NaN or infinite values")
         return [f.to(self.device, torch.float32) for f in features]
 
     def _autocast(self):
@@ -246,8 +251,14 @@ class RoiCodec:
         if header.pad_multiple != RoiHyperprior.PAD_MULTIPLE:
             raise BitstreamError(f"pad multiple {header.pad_multiple} is not this model's {RoiHyperprior.PAD_MULTIPLE}")
         shapes = {"z": header.z_shape, "w": header.w_shape, "y": header.y_shape}
+        # CompressAI's rANS decoder has no end-of-string check: reject/pad first (see bitstream.guard_rans_string)
+        channels = {"y": self.config.M, "z": self.config.N, "w": self.config.object_channels}
+        guarded = {
+            name: [guard_rans_string(name, strings[name], channels[name] * shapes[name][0] * shapes[name][1])]
+            for name in ("y", "z", "w")
+        }
         try:
-            out = self._coder.decompress({name: [strings[name]] for name in ("y", "z", "w")}, shapes)
+            out = self._coder.decompress(guarded, shapes)
         except BitstreamError:
             raise
         except Exception as exc:  # the entropy decoder rejected the strings

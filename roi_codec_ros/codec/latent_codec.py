@@ -65,6 +65,26 @@ class ScaleCombiner(nn.Module):
         return self.mix(params)
 
 
+# CompressAI's rANS encoder never returns for |value| >= 2**27, NaN or inf (32-bit shift overflow).
+MAX_CODABLE = 2.0**24
+
+
+def check_codable(name: str, latent: Tensor) -> None:
+    """Refuse latents the entropy coder cannot code (instead of hanging in C++)."""
+    if not bool(torch.isfinite(latent).all()) or float(latent.abs().max()) >= MAX_CODABLE:
+        raise ValueError(f"latent {name} is not finite or too large to entropy-code (|x| >= 2**24): bad input or overflow")
+
+
+def _compress_side(codec: HyperLatentCodec, x: Tensor) -> tuple[list[bytes], tuple[int, int], Tensor]:
+    """``HyperLatentCodec.compress`` with the side latent checked before it reaches the entropy coder."""
+    z = codec.h_a(x)
+    check_codable("side", z)
+    shape = tuple(z.shape[-2:])
+    strings = codec.entropy_bottleneck.compress(z)
+    z_hat = codec.entropy_bottleneck.decompress(strings, shape)
+    return strings, shape, codec.h_s(z_hat)
+
+
 class ObjectPriorLatentCodec(LatentCodec):
     """Hyperprior ``z`` + object prior ``w`` -> Gaussian conditional for ``y`` (see module docstring)."""
 
@@ -98,12 +118,13 @@ class ObjectPriorLatentCodec(LatentCodec):
         }
 
     def compress(self, y: Tensor, f: Tensor) -> dict[str, Any]:
-        hyper_out = self.hyper.compress(y)
-        object_out = self.object.compress(torch.cat([y, f], dim=1))
-        y_out = self.y.compress(y, torch.cat([hyper_out["params"], object_out["params"]], dim=1))
+        check_codable("y", y)
+        z_strings, z_shape, z_params = _compress_side(self.hyper, y)
+        w_strings, w_shape, w_params = _compress_side(self.object, torch.cat([y, f], dim=1))
+        y_out = self.y.compress(y, torch.cat([z_params, w_params], dim=1))
         return {
-            "strings": {"y": y_out["strings"][0], "z": hyper_out["strings"][0], "w": object_out["strings"][0]},
-            "shape": {"z": tuple(hyper_out["shape"]), "w": tuple(object_out["shape"]), "y": tuple(y_out["shape"])},
+            "strings": {"y": y_out["strings"][0], "z": z_strings, "w": w_strings},
+            "shape": {"z": z_shape, "w": w_shape, "y": tuple(y_out["shape"])},
             "y_hat": y_out["y_hat"],
         }
 
