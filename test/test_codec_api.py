@@ -188,3 +188,15 @@ def test_default_model_roi_weight_improves_roi_relative_to_background():
         return 10 * np.log10(bg / roi)  # ROI PSNR minus background PSNR
 
     assert gap(codec.roi_weight_range[1]) > gap(1.0) + 1.0
+
+
+def test_bucketized_scale_indexes_equal_compressai_loop():
+    from compressai.entropy_models import GaussianConditional
+    from compressai.models.base import get_scale_table
+
+    from roi_codec_ros.codec.latent_codec import BucketizedGaussianConditional
+
+    table = get_scale_table()
+    ours, ref = BucketizedGaussianConditional(table.tolist()), GaussianConditional(table.tolist())
+    scales = torch.cat([torch.rand(5000, dtype=torch.float64) * 80, table.double(), table.double() + 1e-9, torch.tensor([0.0, 1e6], dtype=torch.float64)])
+    assert torch.equal(ours.build_indexes(scales), ref.build_indexes(scales))

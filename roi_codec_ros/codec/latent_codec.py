@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compressai.entropy_models import EntropyBottleneck
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.latent_codecs import GaussianConditionalLatentCodec, HyperLatentCodec, LatentCodec
 from compressai.layers import conv3x3
 from compressai.models.utils import conv, deconv
@@ -48,6 +48,15 @@ def hyper_synthesis(in_channels: int, N: int, M: int) -> nn.Sequential:
         conv3x3(N, M),
         nn.ReLU(inplace=True),
     )
+
+
+class BucketizedGaussianConditional(GaussianConditional):
+    """GaussianConditional whose scale-table lookup is one ``bucketize`` instead of a Python loop over the table
+    (same indexes: the count of table entries below each scale; tested against CompressAI's loop)."""
+
+    def build_indexes(self, scales: Tensor) -> Tensor:
+        scales = self.lower_bound_scale(scales)
+        return torch.bucketize(scales, self.scale_table[:-1].to(scales.dtype), right=False).int()
 
 
 class ScaleCombiner(nn.Module):
@@ -101,7 +110,9 @@ class ObjectPriorLatentCodec(LatentCodec):
             h_s=hyper_synthesis(object_channels, N, M),
         )
         self.y = GaussianConditionalLatentCodec(
-            scale_table=None, entropy_parameters=ScaleCombiner(M), chunks=("scales",)
+            gaussian_conditional=BucketizedGaussianConditional(None),
+            entropy_parameters=ScaleCombiner(M),
+            chunks=("scales",),
         )
 
     def forward(self, y: Tensor, f: Tensor) -> dict[str, Any]:
