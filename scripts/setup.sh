@@ -39,7 +39,7 @@ fi
 step "build ROS 2 messages into the venv (scripts/build_msgs.sh)"
 bash scripts/build_msgs.sh
 
-pkg_hash="$(cat setup.py setup.cfg 2>/dev/null | sha256sum | cut -c1-16)"
+pkg_hash="$(sha256sum setup.py | cut -c1-16)"
 pkg_stamp=.venv/.roi_codec_pkg
 if [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x .venv/bin/roi-codec ]; then
   step "install roi_codec_ros (editable) and its console scripts"
@@ -53,9 +53,9 @@ step "check imports (codec core, detector, ROS runtime, our messages)"
 # shellcheck disable=SC1091
 . scripts/env.sh
 python - <<'PY'
+from roi_codec_ros.codec import RoiCodec  # noqa: F401  (first: it filters a CompressAI import warning)
 import compressai, torch, ultralytics, av, rosbags  # noqa: F401
 import rclpy, sensor_msgs.msg  # noqa: F401
-from roi_codec_ros.codec import RoiCodec  # noqa: F401
 from roi_codec_ros.msg import EncodedFrame  # noqa: F401
 print(f"[setup] ok: torch {torch.__version__}, compressai {compressai.__version__}, ultralytics {ultralytics.__version__}, av {av.__version__}")
 PY
