@@ -143,6 +143,8 @@ def test_eval_command_rejects_bad_specs(labelled_folder, tmp_path):
     images, _ = labelled_folder
     assert cli.main(["eval", str(images), "--codec", "jpeg2000", "--no-detector", "--quiet",
                      "--out", str(tmp_path / "r")]) == 2
+    assert cli.main(["eval", str(images), "--codec", f"ours:{tmp_path / 'missing.pt'}", "--no-detector",
+                     "--quiet", "--out", str(tmp_path / "r")]) == 2
     with pytest.raises(ValueError, match="given twice"):
         cli.build_codecs(["jpeg:q=50", "jpeg:q=50"], [0.5], [1.0])
     with pytest.raises(ValueError, match="unknown option"):
