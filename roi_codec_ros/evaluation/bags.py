@@ -299,7 +299,10 @@ class EvalBagWriter:
 
 # ---------------------------------------------------------------------------------------------- make-bag
 def _video_frames(path: Path, rate: float | None) -> tuple[Iterator[np.ndarray], float]:
-    """RGB frames of a video resampled to ``rate`` Hz (nearest earlier frame; None = native), and that rate."""
+    """RGB frames of a video resampled to ``rate`` Hz (None = native) and that rate.
+
+    Output instant k/rate shows the source frame nearest to it (repeated when rate > the video's rate).
+    """
     import av
 
     container = av.open(str(path))

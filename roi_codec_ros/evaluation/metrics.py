@@ -7,7 +7,7 @@ the MSE is taken over the region's pixels only (all three RGB channels), MAX = 2
 
 Region MS-SSIM (our definition, documented in docs/evaluation.md): the standard 5-scale MS-SSIM of Wang et al.
 (the same Gaussian window, constants, weights and 2x average-pool pyramid as ``pytorch_msssim.ms_ssim``, computed
-with OpenCV filters, ~5x faster than torch's grouped convolutions on CPU), except
+with OpenCV filters, several times faster than torch's grouped convolutions on CPU), except
 that at every scale the SSIM/contrast-structure *maps* are averaged with a weight per window equal to the
 fraction of that window (Gaussian-weighted) lying in the region. With the all-ones mask this is exactly
 ``pytorch_msssim.ms_ssim`` (tested); a window straddling the ROI border counts partly to each side.
