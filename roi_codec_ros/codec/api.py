@@ -2,7 +2,8 @@
 
 Determinism by design: the entropy-coding side (z/w decoding, h_s, i_s, scale combination, scale-table
 indexes, y coding) always runs on the CPU in float64, on both ends, from integer CDF tables stored in the model
-file.  Only the analysis/synthesis transforms run on the chosen device (optionally fp16 on CUDA).  So the decoded
+file.  The transforms run on the chosen device (optionally fp16 on CUDA): g_a, g_s and the encoder-only side
+analysis h_a / i_a, whose outputs are quantised and transmitted, never recomputed by a decoder.  So the decoded
 *latents* are identical whatever device, thread count or process decodes the stream; the pixels are then
 computed by the synthesis transform on the decoder's device (bit-exact on the same device type and build).
 """
@@ -211,8 +212,9 @@ class RoiCodec:
         with self._autocast():
             y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w))
             f = self.model.object_features(feats, y, (h, w))
+            side = self.model.latent_codec.analyse_side(y, f)  # encoder-only: stays on the device
         t_analysis = time.perf_counter()
-        out = self._coder.compress(y.double().cpu(), f.double().cpu())
+        out = self._coder.compress(y.double().cpu(), side={k: v.double().cpu() for k, v in side.items()})
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None else 0) | (FLAG_ROI if roi_mask is not None else 0)
         header = FrameHeader(

@@ -84,9 +84,9 @@ def check_codable(name: str, latent: Tensor) -> None:
         raise ValueError(f"latent {name} is not finite or too large to entropy-code (|x| >= 2**24): bad input or overflow")
 
 
-def _compress_side(codec: HyperLatentCodec, x: Tensor) -> tuple[list[bytes], tuple[int, int], Tensor]:
-    """``HyperLatentCodec.compress`` with the side latent checked before it reaches the entropy coder."""
-    z = codec.h_a(x)
+def _compress_side(codec: HyperLatentCodec, z: Tensor) -> tuple[list[bytes], tuple[int, int], Tensor]:
+    """``HyperLatentCodec.compress`` for an already analysed side latent ``z = h_a(x)``, checked before it reaches
+    the entropy coder; ``h_s`` runs on the decoded ``z_hat`` exactly as in the decoder."""
     check_codable("side", z)
     shape = tuple(z.shape[-2:])
     strings = codec.entropy_bottleneck.compress(z)
@@ -128,10 +128,16 @@ class ObjectPriorLatentCodec(LatentCodec):
             "y_hat": y_out["y_hat"],
         }
 
-    def compress(self, y: Tensor, f: Tensor) -> dict[str, Any]:
+    def analyse_side(self, y: Tensor, f: Tensor) -> dict[str, Tensor]:
+        """The side latents ``z = h_a(y)`` and ``w = i_a([y; f])``: encoder-only (a decoder never recomputes them),
+        so they may run on any device/precision; only what follows the decoded strings must match the decoder."""
+        return {"z": self.hyper.h_a(y), "w": self.object.h_a(torch.cat([y, f], dim=1))}
+
+    def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None) -> dict[str, Any]:
         check_codable("y", y)
-        z_strings, z_shape, z_params = _compress_side(self.hyper, y)
-        w_strings, w_shape, w_params = _compress_side(self.object, torch.cat([y, f], dim=1))
+        side = side if side is not None else self.analyse_side(y, f)
+        z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y))
+        w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y))
         y_out = self.y.compress(y, torch.cat([z_params, w_params], dim=1))
         return {
             "strings": {"y": y_out["strings"][0], "z": z_strings, "w": w_strings},
