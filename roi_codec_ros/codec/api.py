@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from roi_codec_ros.devices import resolve_device
+
 from .bitstream import (
     MAX_PIXELS,
     MAX_SIDE,
@@ -59,15 +61,6 @@ class EncodedFrame:
     @property
     def bpp(self) -> float:
         return 8.0 * len(self.data) / (self.height * self.width)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available (use 'cpu' or 'auto')")
-    return device
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

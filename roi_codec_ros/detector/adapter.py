@@ -29,6 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from roi_codec_ros.devices import resolve_device
+
 from .detections import Detections
 from .geometry import LetterboxGeometry, check_image, crop_features_to_frame, letterbox
 from .roi_mask import RoiMaskConfig, roi_mask_from_detections
@@ -70,16 +72,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """'auto' -> cuda when available else cpu; otherwise a torch device ('cpu', 'cuda', 'cuda:1')."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available (use 'cpu' or 'auto')")
-    return dev
 
 
 @contextlib.contextmanager
