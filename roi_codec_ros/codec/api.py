@@ -90,6 +90,11 @@ class RoiCodec:
         # entropy side on CPU float64 (determinism); transforms on the device
         self._coder = copy.deepcopy(model.latent_codec).double().cpu().eval()
         self.model = model.to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN's 5x5 convolutions are ~10 % faster on channels-last weights on CPU.  Encoder-only: y may differ
+            # in the last float bits, which changes no decoder computation (the synthesis keeps its layout).
+            for part in (self.model.g_a_convs, self.model.fusion_proj):
+                part.to(memory_format=torch.channels_last)
         self.config: ModelConfig = model.config
 
     # -- construction --------------------------------------------------------------------------------
@@ -207,7 +212,9 @@ class RoiCodec:
             f = self.model.object_features(feats, y, (h, w))
             side = self.model.latent_codec.analyse_side(y, f)  # encoder-only: stays on the device
         t_analysis = time.perf_counter()
-        out = self._coder.compress(y.double().cpu(), side={k: v.double().cpu() for k, v in side.items()})
+        out = self._coder.compress(
+            y.double().cpu().contiguous(), side={k: v.double().cpu().contiguous() for k, v in side.items()}
+        )
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None else 0) | (FLAG_ROI if roi_mask is not None else 0)
         header = FrameHeader(
