@@ -16,10 +16,10 @@ import yaml
 
 from roi_codec_ros.codec import RoiCodec
 from roi_codec_ros.codec.model import ModelConfig, build_model
+from roi_codec_ros.detector.roi_mask import rasterise_boxes
 from roi_codec_ros.training.config import TrainConfig
 from roi_codec_ros.training.data import (
     Sample,
-    boxes_to_mask,
     kitti_samples,
     make_example,
     read_kitti_labels,
@@ -27,6 +27,7 @@ from roi_codec_ros.training.data import (
     split_train_val,
 )
 from roi_codec_ros.training.trainer import warm_start
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def test_crop_boxes_are_clipped_and_features_cropped():
     crop.flip = False
     ex = make_example(sample, crop, "boxes", rng)
     assert ex["x"].shape == (3, 128, 128) and ex["mask"].shape == (1, 128, 128)
-    expected = boxes_to_mask(sample.boxes - np.array([crop.x0, crop.y0, crop.x0, crop.y0]), 128, 128)
+    expected = rasterise_boxes(sample.boxes - np.array([crop.x0, crop.y0, crop.x0, crop.y0]), 128, 128)
     assert np.array_equal(ex["mask"][0].numpy(), expected)
     assert [tuple(f.shape) for f in ex["features"]] == [(64, 16, 16), (128, 8, 8), (256, 4, 4)]
     square = sample_crop(200, 300, 128, "square", rng)

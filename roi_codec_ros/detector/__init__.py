@@ -20,6 +20,7 @@ from .geometry import LetterboxGeometry, crop_features_to_frame, letterbox
 from .roi_mask import (
     DEFAULT_ROI_CLASSES,
     RoiMaskConfig,
+    rasterise_boxes,
     roi_boxes,
     roi_mask_from_detections,
     selected_class_ids,
@@ -35,6 +36,7 @@ __all__ = [
     "Detections",
     "LetterboxGeometry",
     "RoiMaskConfig",
+    "rasterise_boxes",
     "crop_features_to_frame",
     "default_weights_path",
     "keep_torch_threads",

@@ -125,6 +125,21 @@ def roi_boxes(detections: Detections | None, shape_hw: tuple[int, int], config: 
     return np.concatenate(parts, axis=0) if parts else np.zeros((0, 4), np.float64)
 
 
+def rasterise_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxW float32 0/1 mask of (M,4) x1,y1,x2,y2 pixel boxes, conservative: a pixel is ROI if a box touches it.
+
+    The one rasteriser for codec ROI masks (detector, training).  The evaluation's region metrics deliberately use
+    the pixel-centre rule instead (``evaluation.metrics.boxes_to_mask``), so a box edge is not counted twice.
+    """
+    mask = np.zeros((height, width), np.float32)
+    for x1, y1, x2, y2 in boxes:
+        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        c1, r1 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
+        if c1 > c0 and r1 > r0:
+            mask[r0:r1, c0:c1] = 1.0
+    return mask
+
+
 def roi_mask_from_detections(
     detections: Detections | None, shape_hw: tuple[int, int], config: RoiMaskConfig | None = None
 ) -> np.ndarray:
@@ -138,12 +153,7 @@ def roi_mask_from_detections(
     h, w = int(shape_hw[0]), int(shape_hw[1])
     if h < 1 or w < 1:
         raise ValueError(f"roi_mask_from_detections: shape must be (H, W) with H, W >= 1, got {shape_hw}")
-    mask = np.zeros((h, w), np.float32)
-    for x1, y1, x2, y2 in roi_boxes(detections, (h, w), config):
-        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        c1, r1 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
-        if c1 > c0 and r1 > r0:
-            mask[r0:r1, c0:c1] = 1.0
+    mask = rasterise_boxes(roi_boxes(detections, (h, w), config), h, w)
     if config.soft_edge_px > 0 and mask.any():
         import cv2
 

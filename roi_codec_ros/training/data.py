@@ -24,6 +24,8 @@ import torch
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
+from ..detector.roi_mask import rasterise_boxes
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 KITTI_ROI_CLASSES = ("Car", "Pedestrian", "Van", "Cyclist", "Truck", "Misc", "Tram", "Person_Sitting")
 FEATURE_STRIDES = (8, 16, 32)
@@ -140,16 +142,6 @@ def attach_detector_outputs(
 
 
 # -- masks ----------------------------------------------------------------------------------------------
-def boxes_to_mask(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    mask = np.zeros((height, width), np.float32)
-    for x1, y1, x2, y2 in boxes:
-        x1, y1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        x2, y2 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
-        if x2 > x1 and y2 > y1:
-            mask[y1:y2, x1:x2] = 1.0
-    return mask
-
-
 def synthetic_mask(height: int, width: int, rng: random.Random) -> np.ndarray:
     """Random boxes and elliptic blobs covering roughly 5-50% of the crop."""
     mask = np.zeros((height, width), np.float32)
@@ -224,7 +216,7 @@ def make_example(sample: Sample, crop: Crop, mask_source: str, rng: random.Rando
         boxes = sample.boxes.copy()
         boxes[:, [0, 2]] = (boxes[:, [0, 2]] - crop.x0) * scale
         boxes[:, [1, 3]] = (boxes[:, [1, 3]] - crop.y0) * scale
-        mask = boxes_to_mask(boxes, crop.size, crop.size)  # boxes clipped to the crop
+        mask = rasterise_boxes(boxes, crop.size, crop.size)  # boxes clipped to the crop; the detector's rasteriser
     else:
         mask = synthetic_mask(crop.size, crop.size, rng)
     m = torch.from_numpy(mask)[None, None]
