@@ -81,3 +81,22 @@ def test_incomparable_curves_raise_bd_error():
         bd_rate(RATES, [20, 21, 21, 23], RATES, [20, 21, 22, 23])
     with pytest.raises(BdError, match="positive"):
         bd_rate([0, 1, 2, 3], [20, 21, 22, 23], RATES, [20, 21, 22, 23])
+
+
+def test_roi_weight_gain_is_measured_at_equal_bpp_against_alpha_one_of_the_same_model():
+    from roi_codec_ros.evaluation.report import roi_weight_gains
+
+    def roi_psnr(bpp, offset):  # linear in log-bpp: PCHIP reproduces it exactly
+        return 30.0 + 5.0 * math.log2(bpp / 0.1) + offset
+
+    def row(family, bpp, offset, **params):
+        return {"family": family, "bpp": bpp, "psnr_roi": roi_psnr(bpp, offset), "params": params}
+
+    summary = [row("ours α=1", b, 0.0, roi_weight=1.0, model_id="m") for b in (0.1, 0.2, 0.4, 0.8)]
+    summary += [row("ours α=8", b, 2.0, roi_weight=8.0, model_id="m") for b in (0.12, 0.25, 0.5, 1.6)]
+    summary += [row("other α=8", b, 9.0, roi_weight=8.0, model_id="x") for b in (0.12, 0.25)]  # no α=1: skipped
+    summary += [row("jpeg", b, -3.0, quality=50) for b in (0.2, 0.4)]
+    (gain,) = roi_weight_gains(summary)
+    assert gain["family"] == "ours α=8" and gain["anchor"] == "ours α=1" and gain["roi_weight"] == 8.0
+    assert gain["mean_db"] == pytest.approx(2.0, abs=1e-9)
+    assert gain["min_db"] == pytest.approx(2.0, abs=1e-9) and gain["max_db"] == pytest.approx(2.0, abs=1e-9)

@@ -2,7 +2,8 @@
 
 RD curves are per codec *family* (one setting per point, x = mean bpp of the whole frame, y = mean PSNR of the
 whole frame / the ROI / the background). BD-rate and BD-PSNR (bdrate.py, PCHIP) compare every family with the
-chosen anchor family on each of the three PSNRs.
+chosen anchor family on each of the three PSNRs.  For our codec, ``roi_weight_gains`` reports the ROI PSNR each
+ROI weight gains over uniform quality (α = 1) at equal total bpp.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 from .bdrate import bd_psnr, bd_rate, try_bd
 
@@ -58,11 +62,48 @@ def bd_table(summary: Sequence[dict], anchor: str) -> list[dict]:
     return rows
 
 
+def roi_weight_gains(summary: Sequence[dict]) -> list[dict]:
+    """For our codec: ROI PSNR gained by each ROI weight α > 1 over α = 1 of the same model, at equal total bpp.
+
+    ``mean_db`` is BD-PSNR of the ROI curve (PCHIP in log-bpp, mean over the common bpp range); ``min_db`` /
+    ``max_db`` are the gaps at the α > 1 curve's own points inside that range (α = 1 interpolated there).
+    Families are matched by the ``roi_weight`` and ``model_id`` in their params; other codecs are ignored.
+    """
+    by_model: dict[str, dict[float, str]] = {}
+    for row in summary:
+        params = row.get("params") or {}
+        if "roi_weight" in params and "model_id" in params:
+            by_model.setdefault(params["model_id"], {})[float(params["roi_weight"])] = row["family"]
+    rows = []
+    for weights in by_model.values():
+        if 1.0 not in weights:
+            continue
+        base = curve(summary, weights[1.0], "psnr_roi")
+        for weight in sorted(w for w in weights if w > 1.0):
+            test = curve(summary, weights[weight], "psnr_roi")
+            row = {"family": weights[weight], "anchor": weights[1.0], "roi_weight": weight}
+            row["mean_db"], why = try_bd(bd_psnr, *base, *test)
+            gaps = []
+            if len(base[0]) >= 2 and not why:
+                order = np.argsort(base[0])
+                x, y = np.log10(np.asarray(base[0])[order]), np.asarray(base[1])[order]
+                at = PchipInterpolator(x, y)
+                gaps = [q - float(at(np.log10(b))) for b, q in zip(*test) if x[0] <= np.log10(b) <= x[-1]]
+            row["min_db"] = min(gaps) if gaps else float("nan")
+            row["max_db"] = max(gaps) if gaps else float("nan")
+            if why:
+                row["note"] = why
+            rows.append(row)
+    return rows
+
+
 def _fmt(value, digits: int = 2) -> str:
     return "n/a" if _isnan(value) else f"{value:.{digits}f}"
 
 
-def markdown_report(meta: dict, summary: Sequence[dict], bd_rows: Sequence[dict], plots: dict[str, str]) -> str:
+def markdown_report(
+    meta: dict, summary: Sequence[dict], bd_rows: Sequence[dict], plots: dict[str, str], gains: Sequence[dict] = ()
+) -> str:
     """The Markdown text of a report."""
     fps = meta.get("fps", float("nan"))
     lines = [f"# Evaluation: {meta.get('title', meta.get('source', ''))}", ""]
@@ -99,6 +140,12 @@ def markdown_report(meta: dict, summary: Sequence[dict], bd_rows: Sequence[dict]
         notes = sorted({row[k] for row in bd_rows for k in row if k.startswith("note_")})
         if notes:
             lines += ["", "n/a: " + "; ".join(notes)]
+    if gains:
+        lines += ["", "## ROI weight: ROI PSNR gained over α = 1 at equal total bpp", "",
+                  "| codec | vs | mean (BD-PSNR ROI) | min | max |", "|---|---|---|---|---|"]
+        for row in gains:
+            lines.append(f"| {row['family']} | {row['anchor']} | {_fmt(row['mean_db'])} dB | {_fmt(row['min_db'])} dB "
+                         f"| {_fmt(row['max_db'])} dB |")
     if plots:
         lines += ["", "## RD curves", ""]
         lines += [f"![{name}]({path})" for name, path in plots.items()]
@@ -152,6 +199,7 @@ def write_report(
     anchor = anchor or (families(summary)[0] if summary else None)
     bd_rows = bd_table(summary, anchor) if anchor and len(families(summary)) > 1 else []
     meta = dict(meta, anchor=anchor)
+    gains = roi_weight_gains(summary)
     written: dict[str, Path] = {}
     plot_links: dict[str, str] = {}
     if plots and summary:
@@ -162,10 +210,10 @@ def write_report(
             written[PLOT_FILES[quality]] = path
             plot_links[f"{label} PSNR vs bpp"] = path.name
     (out / "report.json").write_text(
-        json.dumps(_json_safe({"meta": meta, "summary": list(summary), "bd": bd_rows, "records": list(records)}),
-                   indent=1)
+        json.dumps(_json_safe({"meta": meta, "summary": list(summary), "bd": bd_rows, "roi_weight_gains": gains,
+                               "records": list(records)}), indent=1)
     )
     written["report.json"] = out / "report.json"
-    (out / "report.md").write_text(markdown_report(meta, summary, bd_rows, plot_links))
+    (out / "report.md").write_text(markdown_report(meta, summary, bd_rows, plot_links, gains))
     written["report.md"] = out / "report.md"
     return written
