@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from ros_helpers import ros_env
 
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec
 
@@ -27,14 +28,6 @@ WIDTH, HEIGHT = 192, 128
 STARTUP_TIMEOUT_S = 150.0  # three processes importing torch on a loaded 2-core machine
 WAIT_S = 60.0
 
-
-def ros_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    env.setdefault("ROS_LOG_DIR", str(tmp_path / "ros_log"))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def stamp_ns(header) -> int:
@@ -217,7 +210,7 @@ def test_decoded_frames_keep_stamps_and_quality(pipeline, codec):
         assert frame.codec_id == codec.model_id and (frame.width, frame.height) == (WIDTH, HEIGHT)
         assert np.array_equal(decoded, codec.decode(bytes(frame.data)))  # the node's output is the bitstream's image
         assert [b.class_name for b in frame.boxes] == ["static"] and frame.roi_coverage == pytest.approx(0.5, abs=0.02)
-    assert probe.overlays > 0
+    probe.wait_for(lambda: probe.overlays > 0, WAIT_S, "an ROI overlay image")
     stats = probe.wait_for(lambda: probe.encoder_stats, WAIT_S, "encoder statistics")
     assert stats.frames_encoded > 0 and stats.bytes > 0 and stats.encode_ms > 0 and stats.total_ms >= stats.encode_ms
     assert stats.frames_received >= stats.frames_encoded + stats.frames_dropped - 1

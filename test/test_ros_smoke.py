@@ -13,18 +13,11 @@ import subprocess
 import sys
 import time
 
+from ros_helpers import ros_env
+
 HERE = Path(__file__).resolve()
 TIMEOUT_S = 90.0  # startup is slow on a loaded 2-core machine
 
-
-def ros_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for ROS subprocesses: isolated on this machine and in this run's domain."""
-    env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    env.setdefault("ROS_LOG_DIR", str(tmp_path / "ros_log"))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def unique_topic(prefix: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import Codec
-from .metrics import bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality
+from .metrics import FrameQuality, bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality
 from .task import MatchCounts, match_detections
 
 ROI_SOURCES = ("frame", "detector", "none")
@@ -38,8 +38,8 @@ class Frame:
 
 
 @dataclass
-class FrameRecord:
-    """Measurements of one codec setting on one frame."""
+class FrameRecord(FrameQuality):
+    """Measurements of one codec setting on one frame: its quality (the inherited fields) plus size and time."""
 
     frame: str
     family: str
@@ -51,13 +51,6 @@ class FrameRecord:
     bitrate_bps: float
     encode_ms: float
     decode_ms: float
-    psnr: float
-    psnr_roi: float
-    psnr_bg: float
-    msssim: float
-    msssim_roi: float
-    msssim_bg: float
-    roi_fraction: float
     num_roi_boxes: int
     task_tp: int | None = None
     task_fp: int | None = None
