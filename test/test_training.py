@@ -154,6 +154,45 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert steps == [2, 4]
 
 
+def _poison_losses(monkeypatch, bad_calls: set[int]) -> None:
+    """Make rd_loss return NaN on the given (0-based) training calls, as one bad batch would."""
+    import roi_codec_ros.training.trainer as trainer
+
+    real, calls = trainer.rd_loss, [0]
+
+    def poisoned(out, x, *args, **kwargs):
+        parts = real(out, x, *args, **kwargs)
+        if x.requires_grad is False and out["x_hat"].requires_grad:  # training calls only, not validation
+            calls[0] += 1
+            if calls[0] - 1 in bad_calls:
+                parts = {**parts, "loss": parts["loss"] * float("nan")}
+        return parts
+
+    monkeypatch.setattr(trainer, "rd_loss", poisoned)
+
+
+def test_non_finite_steps_are_skipped_and_weights_stay_finite(tmp_path, monkeypatch):
+    _write_images(tmp_path / "images", 4)
+    from roi_codec_ros.training.trainer import train
+
+    _poison_losses(monkeypatch, {1, 2})
+    train(TrainConfig.from_dict(_tiny_config(tmp_path, steps=4, log_every=1)))
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert [int(r["skipped_steps"]) for r in rows] == [0, 1, 2, 2]
+
+
+def test_a_run_that_keeps_diverging_stops_without_saving_nan(tmp_path, monkeypatch):
+    _write_images(tmp_path / "images", 4)
+    from roi_codec_ros.training.trainer import train
+
+    _poison_losses(monkeypatch, set(range(100)))
+    with pytest.raises(FloatingPointError, match="consecutive non-finite"):
+        train(TrainConfig.from_dict(_tiny_config(tmp_path, steps=30, max_nonfinite_steps=3)))
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     _write_images(tmp_path / "images", 6)
     cfg_path = tmp_path / "ddp.yaml"

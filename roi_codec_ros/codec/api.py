@@ -5,7 +5,8 @@ indexes, y coding) always runs on the CPU in float64, on both ends, from integer
 file.  The transforms run on the chosen device (optionally fp16 on CUDA): g_a, g_s and the encoder-only side
 analysis h_a / i_a, whose outputs are quantised and transmitted, never recomputed by a decoder.  So the decoded
 *latents* are identical whatever device, thread count or process decodes the stream; the pixels are then
-computed by the synthesis transform on the decoder's device (bit-exact on the same device type and build).
+computed by the synthesis transform on the decoder's device (bit-exact on the same device type and build, and on
+CPU between 1 and 2 threads; see README "Determinism").
 """
 from __future__ import annotations
 

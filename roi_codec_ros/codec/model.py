@@ -25,14 +25,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from compressai.layers import GDN
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conditioning import ConditionalScaleShift, ControlRanges, soft_one_hot, weighted_roi_mask
+from .conditioning import ChannelMatmulGDN, ConditionalScaleShift, ControlRanges, soft_one_hot, weighted_roi_mask
 from .latent_codec import ObjectPriorLatentCodec
 
 ARCHITECTURE = "roi-hyperprior-v1"
@@ -80,7 +79,7 @@ class RoiHyperprior(CompressionModel):
 
         self.g_a_convs = nn.ModuleList([conv(3 + 1, N), conv(N + P, N), conv(N + P, N), conv(N + P, M)])
         self.g_a_cond = nn.ModuleList([ConditionalScaleShift(c, bins) for c in (N, N, N, M)])
-        self.g_a_gdn = nn.ModuleList([GDN(N) for _ in range(3)])
+        self.g_a_gdn = nn.ModuleList([ChannelMatmulGDN(N) for _ in range(3)])
         # interleaved fusion: f8 joins at s2, f16 at s4, f32 at s8 (TUM Fig. 1)
         self.fusion_proj = nn.ModuleList([nn.Conv2d(c, P, kernel_size=1) for c in config.feature_channels])
         # features for the object prior, on y's grid
@@ -88,7 +87,7 @@ class RoiHyperprior(CompressionModel):
 
         self.g_s_convs = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
         self.g_s_cond = nn.ModuleList([ConditionalScaleShift(c, bins) for c in (N, N, N, 3)])
-        self.g_s_gdn = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
+        self.g_s_gdn = nn.ModuleList([ChannelMatmulGDN(N, inverse=True) for _ in range(3)])
 
         self.latent_codec = ObjectPriorLatentCodec(N, M, object_in=3 * P, object_channels=config.object_channels)
 

@@ -47,6 +47,7 @@ class TrainConfig:
     pct_start: float = 0.1
     aux_lr: float = 1e-3
     clip_grad: float = 1.0
+    max_nonfinite_steps: int = 20  # skip a step whose gradients are inf/NaN; stop after this many in a row
     amp: bool = True  # mixed precision where the device supports it (CUDA)
 
     # loss and knob sampling (Fathima et al. eq. 5)

@@ -212,6 +212,8 @@ def train(cfg: TrainConfig) -> Path:
     def save(final: bool = False) -> None:
         if rank != 0:
             return
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise FloatingPointError(f"step {step}: non-finite weights, not overwriting {ckpt_path}")
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -227,6 +229,7 @@ def train(cfg: TrainConfig) -> Path:
         tmp.replace(ckpt_path)
 
     model.train()
+    skipped_in_a_row = skipped_total = 0
     last_save = time.time()
     t0, images = time.time(), 0
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc="train", mininterval=5)
@@ -256,16 +259,31 @@ def train(cfg: TrainConfig) -> Path:
         parts = rd_loss(out, x, mask, beta, alpha, cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(parts["loss"]).backward()
-        if cfg.clip_grad:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(main_params, cfg.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(main_params, cfg.clip_grad or float("inf"))
+        # One non-finite batch would turn every weight into NaN through Adam (stage 4 of the default model was lost
+        # that way), so such a step is skipped; a run that keeps producing them stops instead of saving garbage.
+        # The test is on the gradient norm, which DDP has already all-reduced, so every rank takes the same decision.
+        # With AMP on CUDA the GradScaler already skips inf/NaN steps and lowers its scale: leave that to it.
+        if not use_amp and not torch.isfinite(grad_norm):
+            skipped_in_a_row += 1
+            skipped_total += 1
+            if skipped_in_a_row > cfg.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"step {step}: {skipped_in_a_row} consecutive non-finite losses/gradients; "
+                    f"last good checkpoint: {ckpt_path}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            skipped_in_a_row = 0
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         aux_optimizer.zero_grad(set_to_none=True)
         aux_loss = model.aux_loss()
-        aux_loss.backward()
-        aux_optimizer.step()
+        if torch.isfinite(aux_loss):
+            aux_loss.backward()
+            aux_optimizer.step()
         step += 1
         images += len(examples) * world
         bar.update(1)
@@ -281,6 +299,7 @@ def train(cfg: TrainConfig) -> Path:
                 "lr": scheduler.get_last_lr()[0],
                 "crop": size,
                 "images_per_s": rate_ips,
+                "skipped_steps": skipped_total,
             }
             new = not csv_path.exists()
             with csv_path.open("a", newline="") as f:
