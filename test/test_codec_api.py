@@ -65,6 +65,19 @@ def test_features_change_the_stream_and_zero_features_equal_none(random_codec):
     assert random_codec.decode(with_feats.data).shape == image.shape
 
 
+def test_a_model_trained_without_features_ignores_them(random_codec, tmp_path):
+    image = _image(128, 128)
+    feats = [torch.randn(1, c, 128 // s, 128 // s) for c, s in zip((64, 128, 256), (8, 16, 32))]
+    with_flag = {}
+    for uses in (True, False):
+        path = export_model(random_codec.model.cpu(), tmp_path / f"m{uses}.pt", fp16=False, uses_features=uses)
+        codec = RoiCodec.load(path)
+        assert codec.uses_features is uses
+        with_flag[uses] = (codec.encode(image, features=feats).data, codec.encode(image).data)
+    assert with_flag[True][0] != with_flag[True][1]  # a feature model uses them
+    assert with_flag[False][0] == with_flag[False][1]  # the feature-free baseline never sees them (flag included)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -156,8 +156,17 @@ class RoiCodec:
         # replicate padding costs fewer bits than zeros at the borders
         return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else x
 
+    @property
+    def uses_features(self) -> bool:
+        """False for a model trained without detector features (files written before this flag: from the
+        training config in their metadata, else True)."""
+        if "uses_features" in self.info:
+            return bool(self.info["uses_features"])
+        config = self.info.get("metadata", {}).get("config", {})
+        return bool(config.get("use_features", True)) if isinstance(config, dict) else True
+
     def _features(self, features: Sequence[Tensor] | None, h: int, w: int) -> list[Tensor]:
-        if features is None:
+        if features is None or not self.uses_features:
             return self.model.zero_features(1, h, w, self.device)
         expected = self.config.feature_channels
         if len(features) != len(expected) or any(
@@ -217,7 +226,7 @@ class RoiCodec:
             y.double().cpu().contiguous(), side={k: v.double().cpu().contiguous() for k, v in side.items()}
         )
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
-        flags = (FLAG_FEATURES if features is not None else 0) | (FLAG_ROI if roi_mask is not None else 0)
+        flags = (FLAG_FEATURES if features is not None and self.uses_features else 0) | (FLAG_ROI if roi_mask is not None else 0)
         header = FrameHeader(
             model_hash=self.model_hash,
             height=h,

@@ -44,9 +44,14 @@ def export_model(
     *,
     fp16: bool = True,
     detector: dict[str, Any] | None = None,
+    uses_features: bool = True,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a deployable model file (CDF tables updated and included; fp16 storage by default)."""
+    """Write a deployable model file (CDF tables updated and included; fp16 storage by default).
+
+    ``uses_features=False`` marks a model trained with zero-filled detector features only (the feature-free
+    baseline): its codec then ignores features it is given, because its projections never learned them.
+    """
     model.update(force=True)
     state = {}
     for name, tensor in model.state_dict().items():
@@ -61,6 +66,7 @@ def export_model(
             "config": model.config.to_dict(),
             "state_dict": state,
             "detector": detector,
+            "uses_features": bool(uses_features),
             "metadata": metadata or {},
         },
         path,

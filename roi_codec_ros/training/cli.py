@@ -33,23 +33,15 @@ def main(argv: list[str]) -> int:
 
 
 def _export(checkpoint: str, out: str, fp16: bool) -> int:
-    from roi_codec_ros.codec.checkpoint import export_model
     from roi_codec_ros.codec.model import build_model
 
     from .config import TrainConfig
-    from .trainer import git_commit
+    from .trainer import export_trained
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.model_config)
     model.load_state_dict(state["model"])
-    detector = None
-    if cfg.detector_weights and cfg.use_features:
-        from roi_codec_ros.detector.adapter import file_sha256
-        from pathlib import Path
-
-        path = Path(cfg.detector_weights)
-        detector = {"sha256": file_sha256(path) if path.is_file() else None, "name": path.name}
-    export_model(model, out, fp16=fp16, detector=detector, metadata={"steps": state["step"], "git_commit": git_commit(), "config": state["config"]})
+    export_trained(model, cfg, out, state["step"], fp16=fp16)
     print(f"exported {out} (step {state['step']})")
     return 0

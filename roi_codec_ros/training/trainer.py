@@ -155,6 +155,25 @@ def validate(model: RoiHyperprior, val: list[Sample], cfg: TrainConfig, device: 
 
 
 # -- main loop ------------------------------------------------------------------------------------------
+def export_trained(model, cfg: TrainConfig, path: str | Path, step: int, fp16: bool = True) -> Path:
+    """Write the deployable model file of a run: weights, the detector it was trained with (name, sha256) and
+    whether it uses features at all, plus the step, git commit and training config."""
+    detector = None
+    if cfg.detector_weights and cfg.use_features:
+        from roi_codec_ros.detector.adapter import file_sha256
+
+        weights = Path(cfg.detector_weights)
+        detector = {"sha256": file_sha256(weights) if weights.is_file() else None, "name": weights.name}
+    return export_model(
+        model,
+        path,
+        fp16=fp16,
+        detector=detector,
+        uses_features=cfg.use_features,
+        metadata={"steps": step, "git_commit": git_commit(), "config": cfg.to_dict()},
+    )
+
+
 def train(cfg: TrainConfig) -> Path:
     rank, world = _distributed()
     device = _device(cfg, rank)
@@ -331,17 +350,7 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     save(final=True)
     if rank == 0 and cfg.export_path and step >= cfg.steps:
-        detector = None
-        if cfg.detector_weights and cfg.use_features:
-            from roi_codec_ros.detector.adapter import file_sha256
-
-            detector = {"sha256": file_sha256(cfg.detector_weights), "name": Path(cfg.detector_weights).name}
-        export_model(
-            model.cpu(),
-            cfg.export_path,
-            detector=detector,
-            metadata={"steps": step, "git_commit": git_commit(), "config": cfg.to_dict()},
-        )
+        export_trained(model.cpu(), cfg, cfg.export_path, step)
         print(f"exported {cfg.export_path}")
     if writer:
         writer.close()
