@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from codec_helpers import decode_with_threads  # noqa: E402
+
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,15 +65,6 @@ def encoded(tmp_path_factory, model):
     return paths
 
 
-def decode_with_threads(model: str, data: bytes, threads: int) -> np.ndarray:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return load(model).decode(data)
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_decode_is_bit_exact_across_processes_and_thread_counts(encoded, model):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     result = subprocess.run([sys.executable, "-c", DECODE_IN_SUBPROCESS, model, *map(str, encoded)],
@@ -80,7 +73,7 @@ def test_decode_is_bit_exact_across_processes_and_thread_counts(encoded, model):
     assert result.stdout.strip() == "1"
     for path in encoded:
         other_process = np.load(str(path) + ".npy")
-        two_threads = decode_with_threads(model, path.read_bytes(), 2)
+        two_threads = decode_with_threads(load(model), path.read_bytes(), 2)
         assert other_process.dtype == np.uint8 and other_process.shape == (83, 150, 3)
         assert np.array_equal(other_process, two_threads)
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from codec_helpers import decode_with_threads
 from ros_helpers import ros_env
 
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec
@@ -28,17 +29,6 @@ WIDTH, HEIGHT = 192, 128
 STARTUP_TIMEOUT_S = 150.0  # three processes importing torch on a loaded 2-core machine
 WAIT_S = 60.0
 NODE_THREADS = 2
-
-
-def decode_with_threads(codec: RoiCodec, data: bytes, threads: int) -> np.ndarray:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return codec.decode(data)
-    finally:
-        torch.set_num_threads(before)
 
 
 

@@ -158,12 +158,8 @@ class RoiCodec:
 
     @property
     def uses_features(self) -> bool:
-        """False for a model trained without detector features (files written before this flag: from the
-        training config in their metadata, else True)."""
-        if "uses_features" in self.info:
-            return bool(self.info["uses_features"])
-        config = self.info.get("metadata", {}).get("config", {})
-        return bool(config.get("use_features", True)) if isinstance(config, dict) else True
+        """False for a model trained without detector features (its model file says so); older files: True."""
+        return bool(self.info.get("uses_features", True))
 
     def _features(self, features: Sequence[Tensor] | None, h: int, w: int) -> list[Tensor]:
         if features is None or not self.uses_features:

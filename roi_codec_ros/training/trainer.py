@@ -289,7 +289,7 @@ def train(cfg: TrainConfig) -> Path:
             skipped_total += 1
             if skipped_in_a_row > cfg.max_nonfinite_steps:
                 raise FloatingPointError(
-                    f"step {step}: {skipped_in_a_row} consecutive non-finite losses/gradients; "
+                    f"step {step}: {skipped_in_a_row} consecutive steps with non-finite gradients; "
                     f"last good checkpoint: {ckpt_path}"
                 )
             optimizer.zero_grad(set_to_none=True)
