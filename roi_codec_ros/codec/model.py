@@ -163,7 +163,11 @@ class RoiHyperprior(CompressionModel):
             features = self.zero_features(B, H, W, x.device, x.dtype)
         embedding = self.rate_embedding(rate)
         y = self.analysis(x, weighted_roi_mask(mask, u_alpha), features, embedding, (H, W))
-        out = self.latent_codec(y, self.object_features(features, y, (H, W)))
+        f = self.object_features(features, y, (H, W))
+        # Likelihoods need float32 (tiny probabilities and the entropy bottleneck's CDF maths); under mixed-precision
+        # training only the transforms g_a/g_s run in bf16/fp16.
+        with torch.autocast(x.device.type, enabled=False):
+            out = self.latent_codec(y.float(), f.float())
         x_hat = self.synthesis(out["y_hat"], embedding)
         return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
 

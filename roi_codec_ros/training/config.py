@@ -43,12 +43,15 @@ class TrainConfig:
     batch_size: int = 8
     crop_mode: str = "random"  # random | square (TUM)
     crop_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])  # [[from_step, size], ...]
-    lr: float = 6e-4  # OneCycleLR peak (TUM)
-    pct_start: float = 0.1
+    schedule: str = "onecycle"  # onecycle (spans `steps`) | constant (linear warm-up, then lr; for open-ended runs)
+    lr: float = 6e-4  # OneCycleLR peak (TUM), or the constant rate
+    pct_start: float = 0.1  # onecycle warm-up share
+    warmup_steps: int = 500  # constant schedule warm-up
     aux_lr: float = 1e-3
     clip_grad: float = 1.0
     max_nonfinite_steps: int = 20  # skip a step whose gradients are inf/NaN; stop after this many in a row
-    amp: bool = True  # mixed precision where the device supports it (CUDA)
+    amp: bool = True  # mixed precision for g_a/g_s where the device supports it: fp16 on CUDA, bf16 on CPUs with
+    # native bf16 (AVX512-BF16/AMX; measured 1.39x steps/s here); the entropy models always run in float32
 
     # loss and knob sampling (Fathima et al. eq. 5)
     loss: str = "qualcomm"  # qualcomm | tum
@@ -62,8 +65,10 @@ class TrainConfig:
     threads: int | None = None
     log_every: int = 50
     val_every: int = 1000
+    val_rates: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])
     checkpoint_minutes: float = 5.0
     export_path: str | None = None  # write a deployable model file at the end
+    best_export_path: str | None = None  # write a candidate model file whenever the validation RD score improves
 
     @property
     def model_config(self) -> ModelConfig:
@@ -96,6 +101,8 @@ class TrainConfig:
         for _, size in cfg.crop_schedule:
             if size % 64:
                 raise ValueError(f"crop sizes must be multiples of 64, got {size}")
+        if cfg.schedule not in ("onecycle", "constant"):
+            raise ValueError(f"schedule must be onecycle or constant, got {cfg.schedule!r}")
         if cfg.loss not in ("qualcomm", "tum"):
             raise ValueError(f"loss must be qualcomm or tum, got {cfg.loss!r}")
         return cfg
