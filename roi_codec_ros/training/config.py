@@ -40,6 +40,7 @@ class TrainConfig:
     # schedule
     steps: int = 1000  # total length of the run (the OneCycle schedule spans it)
     stop_after: int | None = None  # stop (with a checkpoint) at this step; rerunning resumes
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training wall time in this process
     batch_size: int = 8
     crop_mode: str = "random"  # random | square (TUM)
     crop_schedule: list[list[int]] = field(default_factory=lambda: [[0, 128]])  # [[from_step, size], ...]

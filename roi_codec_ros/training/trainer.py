@@ -76,7 +76,7 @@ def load_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict]:
     if cfg.detector_weights and (cfg.use_features or any(s.roi in ("boxes", "mixed") for s in cfg.sources)):
         from roi_codec_ros.detector import DetectorAdapter
 
-        detector = DetectorAdapter.from_weights(cfg.detector_weights, device="cpu")
+        detector = DetectorAdapter.from_weights(cfg.detector_weights, device="cuda" if _device(cfg, 0).type == "cuda" else "cpu")
         want_boxes = [s for s in samples if roi_modes[s.path] in ("boxes", "mixed")]
         from .data import attach_detector_outputs
 
@@ -453,7 +453,8 @@ def train(cfg: TrainConfig) -> Path:
     end = min(cfg.steps, cfg.stop_after or cfg.steps)
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not run.is_main, desc="train", mininterval=5)
     with StopRequest() as stop:
-        while run.step < end and not stop.requested:
+        deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        while run.step < end and not stop.requested and time.time() < deadline:
             batch = sample_batch(cfg, run.model_cfg, train_set, run.step, run.rng, run.device)
             parts, aux_loss = run.train_step(net, batch)
             now = time.time()
