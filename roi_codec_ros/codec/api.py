@@ -2,11 +2,23 @@
 
 Determinism by design: the entropy-coding side (z/w decoding, h_s, i_s, scale combination, scale-table
 indexes, y coding) always runs on the CPU in float64, on both ends, from integer CDF tables stored in the model
-file.  The transforms run on the chosen device (optionally fp16 on CUDA): g_a, g_s and the encoder-only side
-analysis h_a / i_a, whose outputs are quantised and transmitted, never recomputed by a decoder.  So the decoded
-*latents* are identical whatever device, thread count or process decodes the stream; the pixels are then
-computed by the synthesis transform on the decoder's device (bit-exact on the same device type and build, and on
-CPU between 1 and 2 threads; see README "Determinism").
+file.  The transforms run on the chosen device: g_a, g_s and the encoder-only side analysis h_a / i_a, whose
+outputs are quantised and transmitted, never recomputed by a decoder.  So the decoded *latents* are identical
+whatever device, thread count, process or precision decodes the stream; the pixels are then computed by the
+synthesis transform on the decoder's device (bit-exact on the same device type and build, and on CPU between 1 and
+2 threads; see README "Determinism").
+
+Precision (docs/deployment.md has the measured costs):
+
+- ``analysis_precision`` (encoder only): ``"auto"`` = bf16 autocast of g_a and h_a/i_a on a CPU with native bf16
+  (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``), fp32 elsewhere; or ``"fp32"``, ``"bf16"``, ``"fp16"``
+  (CUDA).  Any ``y`` the encoder produces is a valid stream: only which integers it sends changes (round(y)
+  differs on ~0.15 % of the symbols with bf16), and every decoder decodes it as before.
+- ``precision`` (decoder, g_s): ``"exact"`` (default) = fp32, the pixels bit-exact across processes and 1/2 CPU
+  threads; ``"fast"`` = bf16 autocast on CPU (needs native bf16), fp16 on CUDA: faster, deterministic on one
+  machine, but the pixels differ from the exact decoder's by a few levels.
+- ``channels_last_synthesis`` (default on CPU): g_s weights and ``y_hat`` in channels-last memory layout: oneDNN's
+  transposed convolutions are ~2x faster so, and the pixels are bit-identical to the contiguous layout (tested).
 """
 from __future__ import annotations
 
@@ -36,6 +48,8 @@ from .bitstream import (
     rate_to_code,
     unpack_frame,
 )
+from compressai.ops import compute_padding
+
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
 from .conditioning import ControlRanges, weighted_roi_mask
 from .model import ModelConfig, RoiHyperprior, build_model
@@ -64,6 +78,41 @@ class EncodedFrame:
         return 8.0 * len(self.data) / (self.height * self.width)
 
 
+PRECISIONS = ("exact", "fast")
+ANALYSIS_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 in oneDNN (AVX512-BF16 / AMX): bf16 autocast is then faster, not emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _check_precision(device: torch.device, name: str, dtype: torch.dtype | None) -> None:
+    if dtype is None:
+        return
+    if device.type == "cpu":
+        if dtype == torch.float16:
+            raise ValueError(f"{name}: fp16 is only supported on CUDA devices (use bf16 or fp32 on the CPU)")
+        if not cpu_supports_bf16():
+            raise ValueError(f"{name}: bf16 needs a CPU with native bf16 (AVX512-BF16/AMX); this one has none, use fp32")
+    elif device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{name}: this CUDA device has no bf16; use fp16 or fp32")
+    elif device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name}: reduced precision is only implemented for cpu and cuda, not {device.type}")
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The padded frame size (``compressai.ops.compute_padding``).  The frame sits at the top left of the padded
+    tensor (the bitstream's convention: the decoder crops ``[:height, :width]``), so only the size of CompressAI's
+    centred split is used, all of it at the bottom and right."""
+    (left, right, top, bottom), _ = compute_padding(height, width, min_div=multiple)
+    return height + top + bottom, width + left + right
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
@@ -79,11 +128,51 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 class RoiCodec:
     """Encode RGB frames to self-describing bytes and back (see module docstring for determinism)."""
 
-    def __init__(self, model: RoiHyperprior, device: str | torch.device = "cpu", fp16: bool = False, info: dict | None = None):
+    def __init__(
+        self,
+        model: RoiHyperprior,
+        device: str | torch.device = "cpu",
+        fp16: bool = False,
+        info: dict | None = None,
+        *,
+        precision: str | None = None,
+        analysis_precision: str = "auto",
+        channels_last_synthesis: bool | None = None,
+    ):
+        """``fp16`` (CUDA only, kept for older callers) = ``analysis_precision="fp16"`` and ``precision="fast"``.
+
+        precision: decoder, ``"exact"`` (default) or ``"fast"``; analysis_precision: encoder, ``"auto"``, ``"fp32"``,
+        ``"bf16"``, ``"fp16"``; channels_last_synthesis: ``None`` = on for CPU, off for CUDA (see module docstring).
+        """
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             raise ValueError("fp16 is only supported on CUDA devices")
         self.fp16 = fp16
+        if precision is None:
+            precision = "fast" if fp16 else "exact"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if analysis_precision not in ANALYSIS_PRECISIONS:
+            raise ValueError(f"analysis_precision must be one of {ANALYSIS_PRECISIONS}, got {analysis_precision!r}")
+        if analysis_precision == "auto":
+            if fp16:
+                analysis_precision = "fp16"
+            elif self.device.type == "cpu" and cpu_supports_bf16():
+                analysis_precision = "bf16"
+            else:
+                analysis_precision = "fp32"
+        self.precision = precision
+        self.analysis_precision = analysis_precision
+        self.analysis_dtype = _DTYPES[analysis_precision]
+        _check_precision(self.device, "analysis_precision", self.analysis_dtype)
+        if precision == "fast":
+            self.synthesis_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        else:
+            self.synthesis_dtype = None
+        _check_precision(self.device, "precision='fast'", self.synthesis_dtype)
+        self.channels_last_synthesis = (
+            self.device.type == "cpu" if channels_last_synthesis is None else bool(channels_last_synthesis)
+        )
         self.info = info or {}
         model = model.eval()
         self.model_id = model_fingerprint(model)
@@ -93,15 +182,30 @@ class RoiCodec:
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             # oneDNN's 5x5 convolutions are ~10 % faster on channels-last weights on CPU.  Encoder-only: y may differ
-            # in the last float bits, which changes no decoder computation (the synthesis keeps its layout).
+            # in the last float bits, which changes no decoder computation.
             for part in (self.model.g_a_convs, self.model.fusion_proj):
                 part.to(memory_format=torch.channels_last)
+        # Synthesis: same bits in either layout (oneDNN computes the same sums; test_codec_speed.py checks it on the
+        # shipped model), channels-last is ~2x faster on CPU.  Set at construction: it changes the weights' layout.
+        self.model.g_s_convs.to(memory_format=torch.channels_last if self.channels_last_synthesis else torch.contiguous_format)
         self.config: ModelConfig = model.config
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu", fp16: bool = False) -> "RoiCodec":
-        """Load a model file; ``None``/"default" = the model shipped in the package, "random" = untrained test model."""
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: str = "cpu",
+        fp16: bool = False,
+        *,
+        precision: str | None = None,
+        analysis_precision: str = "auto",
+        channels_last_synthesis: bool | None = None,
+    ) -> "RoiCodec":
+        """Load a model file; ``None``/"default" = the model shipped in the package, "random" = untrained test model.
+
+        See ``__init__`` for the precision options."""
+        options = dict(precision=precision, analysis_precision=analysis_precision, channels_last_synthesis=channels_last_synthesis)
         if path is None or str(path) == "default":
             if not DEFAULT_MODEL_PATH.is_file():
                 raise FileNotFoundError(
@@ -109,13 +213,13 @@ class RoiCodec:
                 )
             path = DEFAULT_MODEL_PATH
         if str(path) == "random":
-            return cls.random(device=device)
+            return cls.random(device=device, fp16=fp16, **options)
         model, info = load_model_file(path)
         info["path"] = str(path)
-        return cls(model, device=device, fp16=fp16, info=info)
+        return cls(model, device=device, fp16=fp16, info=info, **options)
 
     @classmethod
-    def random(cls, seed: int = 0, device: str = "cpu", config: ModelConfig | None = None) -> "RoiCodec":
+    def random(cls, seed: int = 0, device: str = "cpu", config: ModelConfig | None = None, fp16: bool = False, **options) -> "RoiCodec":
         """An untrained model (small by default) with valid CDF tables: for tests and plumbing, not for quality."""
         generator_state = torch.random.get_rng_state()
         try:
@@ -128,7 +232,7 @@ class RoiCodec:
             bins = model.config.rate_bins
             model.g_a_cond[-1].scale.mul_(torch.logspace(0, 3, bins, base=4.0)[:, None])
         model.update(force=True)
-        return cls(model, device=device, info={"path": "random", "seed": seed})
+        return cls(model, device=device, fp16=fp16, info={"path": "random", "seed": seed}, **options)
 
     # -- knobs ---------------------------------------------------------------------------------------
     @property
@@ -174,8 +278,8 @@ class RoiCodec:
             raise ValueError("features contain NaN or infinite values")
         return [f.to(self.device, torch.float32) for f in features]
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16)
+    def _autocast(self, dtype: torch.dtype | None):
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     # -- encode / decode -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -198,7 +302,7 @@ class RoiCodec:
         self.ranges.check(float(rate), float(roi_weight))
         h, w = image.shape[:2]
         m = RoiHyperprior.PAD_MULTIPLE
-        padded = (-(-h // m) * m, -(-w // m) * m)
+        padded = padded_size(h, w, m)
         rate_code = rate_to_code(rate)
         rate_q = code_to_rate(rate_code)  # condition on exactly what the decoder will see
 
@@ -213,14 +317,18 @@ class RoiCodec:
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
         feats = self._features(features, h, w)
         embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
-        with self._autocast():
+        t_input = time.perf_counter()
+        # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
+        with self._autocast(self.analysis_dtype):
             y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w))
+            self._sync()
+            t_g_a = time.perf_counter()
             f = self.model.object_features(feats, y, (h, w))
-            side = self.model.latent_codec.analyse_side(y, f)  # encoder-only: stays on the device
+            side = self.model.latent_codec.analyse_side(y, f)
+        y = y.double().cpu().contiguous()
+        side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
-        out = self._coder.compress(
-            y.double().cpu().contiguous(), side={k: v.double().cpu().contiguous() for k, v in side.items()}
-        )
+        out = self._coder.compress(y, side=side)
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None and self.uses_features else 0) | (FLAG_ROI if roi_mask is not None else 0)
         header = FrameHeader(
@@ -244,17 +352,33 @@ class RoiCodec:
             beta=float(self.ranges.beta(rate_q)),
             model_id=self.model_id,
             encode_ms=(end - start) * 1e3,
-            timings_ms={"analysis": (t_analysis - start) * 1e3, "entropy": (end - t_analysis) * 1e3},
+            timings_ms={
+                "analysis": (t_analysis - start) * 1e3,  # input + g_a + side analysis (sum of the next three)
+                "input": (t_input - start) * 1e3,
+                "g_a": (t_g_a - t_input) * 1e3,
+                "side": (t_analysis - t_g_a) * 1e3,
+                "entropy": (end - t_analysis) * 1e3,
+            },
         )
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def read_header(self, data: bytes) -> FrameHeader:
         """Parse and check a frame's container (raises BitstreamError); no decoding."""
         header, _ = unpack_frame(data, expected_model_hash=self.model_hash)
         return header
 
-    @torch.inference_mode()
     def decode(self, data: bytes) -> np.ndarray:
         """Decode bytes from ``encode`` to an HxWx3 uint8 RGB image; raises ``BitstreamError`` on bad data."""
+        return self.decode_timed(data)[0]
+
+    @torch.inference_mode()
+    def decode_timed(self, data: bytes) -> tuple[np.ndarray, dict[str, float]]:
+        """``decode`` plus its stage times in ms: ``entropy`` (container, z/w/y decoding, h_s/i_s, indexes),
+        ``g_s`` (synthesis on the device), ``output`` (crop, uint8, to host), ``total``."""
+        start = time.perf_counter()
         header, strings = unpack_frame(data, expected_model_hash=self.model_hash)
         if header.pad_multiple != RoiHyperprior.PAD_MULTIPLE:
             raise BitstreamError(f"pad multiple {header.pad_multiple} is not this model's {RoiHyperprior.PAD_MULTIPLE}")
@@ -271,11 +395,24 @@ class RoiCodec:
             raise
         except Exception as exc:  # the entropy decoder rejected the strings
             raise BitstreamError(f"entropy-coded payload could not be decoded: {exc}") from exc
-        y_hat = out["y_hat"].float().to(self.device)
+        y_hat = out["y_hat"].float()
         if not torch.isfinite(y_hat).all():
             raise BitstreamError("entropy-coded payload decoded to non-finite latents")
+        t_entropy = time.perf_counter()
+        y_hat = y_hat.to(self.device)
+        if self.channels_last_synthesis:
+            y_hat = y_hat.contiguous(memory_format=torch.channels_last)
         embedding = self.model.rate_embedding(torch.tensor([header.rate], device=self.device))
-        with self._autocast():
+        with self._autocast(self.synthesis_dtype):
             x_hat = self.model.synthesis(y_hat, embedding)
+        self._sync()
+        t_g_s = time.perf_counter()
         x_hat = x_hat[0, :, : header.height, : header.width].float().clamp(0.0, 1.0)
-        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        image = (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        end = time.perf_counter()
+        return image, {
+            "entropy": (t_entropy - start) * 1e3,
+            "g_s": (t_g_s - t_entropy) * 1e3,
+            "output": (end - t_g_s) * 1e3,
+            "total": (end - start) * 1e3,
+        }
