@@ -146,7 +146,7 @@ def _channel_indexes(channels: int, shape: tuple[int, int]) -> Tensor:
     return torch.arange(channels, dtype=torch.int32).view(1, -1, 1, 1).expand(1, channels, *shape)
 
 
-def _compress_side(codec: HyperLatentCodec, z: Tensor) -> tuple[list[bytes], tuple[int, int], Tensor]:
+def _compress_side(codec: HyperLatentCodec, z: Tensor, cached: bool = True) -> tuple[list[bytes], tuple[int, int], Tensor]:
     """``HyperLatentCodec.compress`` for an already analysed side latent ``z = h_a(x)``, checked before it reaches
     the entropy coder; ``h_s`` runs on the same ``z_hat`` the decoder gets.
 
@@ -160,9 +160,11 @@ def _compress_side(codec: HyperLatentCodec, z: Tensor) -> tuple[list[bytes], tup
     shape = tuple(z.shape[-2:])
     bottleneck = codec.entropy_bottleneck
     medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1).to(z)
-    # EntropyBottleneck.compress: symbols round(z - median), one CDF per channel
-    symbols = bottleneck.quantize(z, "symbols", medians)
-    strings = [_tables(bottleneck).encode(symbols, _channel_indexes(z.shape[1], shape))]
+    if cached:  # EntropyBottleneck.compress: symbols round(z - median), one CDF per channel
+        symbols = bottleneck.quantize(z, "symbols", medians)
+        strings = [_tables(bottleneck).encode(symbols, _channel_indexes(z.shape[1], shape))]
+    else:
+        strings = bottleneck.compress(z)
     z_hat = bottleneck.quantize(z, "dequantize", medians)
     return strings, shape, codec.h_s(z_hat)
 
@@ -177,7 +179,12 @@ def _decompress_side(codec: HyperLatentCodec, string: bytes, shape: tuple[int, i
 
 
 class ObjectPriorLatentCodec(LatentCodec):
-    """Hyperprior ``z`` + object prior ``w`` -> Gaussian conditional for ``y`` (see module docstring)."""
+    """Hyperprior ``z`` + object prior ``w`` -> Gaussian conditional for ``y`` (see module docstring).
+
+    ``use_cached_tables`` (default True): code through ``RansTables``; False = CompressAI's own ``compress`` /
+    ``decompress`` calls (the earlier path, kept so benchmarks and tests can compare the two: same bytes)."""
+
+    use_cached_tables = True
 
     def __init__(self, N: int, M: int, object_in: int, object_channels: int):
         super().__init__()
@@ -218,13 +225,17 @@ class ObjectPriorLatentCodec(LatentCodec):
     def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None) -> dict[str, Any]:
         check_codable("y", y)
         side = side if side is not None else self.analyse_side(y, f)
-        z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y))
-        w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y))
+        cached = self.use_cached_tables
+        z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), cached)
+        w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), cached)
         # GaussianConditionalLatentCodec.compress would also decode y's string to return y_hat (a third of the
         # entropy-coding time); with scales only (no means) y_hat is round(y), so code y directly.
         conditional = self.y.gaussian_conditional
         indexes = conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)))
-        y_strings = [_tables(conditional).encode(conditional.quantize(y, "symbols"), indexes)]
+        if cached:
+            y_strings = [_tables(conditional).encode(conditional.quantize(y, "symbols"), indexes)]
+        else:
+            y_strings = conditional.compress(y, indexes)
         return {
             "strings": {"y": y_strings, "z": z_strings, "w": w_strings},
             "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
@@ -234,6 +245,11 @@ class ObjectPriorLatentCodec(LatentCodec):
     def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]], **kwargs) -> dict[str, Any]:
         """The three strings (one frame) -> ``y_hat`` (float32: integers, exact).  Same maths as CompressAI's
         ``HyperLatentCodec``/``GaussianConditionalLatentCodec.decompress``, coded through ``RansTables``."""
+        if not self.use_cached_tables:
+            hyper_out = self.hyper.decompress([strings["z"]], shape["z"])
+            object_out = self.object.decompress([strings["w"]], shape["w"])
+            params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
+            return {"y_hat": self.y.decompress([strings["y"]], shape["y"], params)["y_hat"]}
         if any(len(strings[name]) != 1 for name in ("y", "z", "w")):
             raise ValueError("the codec decodes one frame at a time")
         z_params = _decompress_side(self.hyper, strings["z"][0], shape["z"])
