@@ -1,9 +1,11 @@
-"""encoder_node: sensor_msgs/Image on `image` -> roi_codec_ros/EncodedFrame on `compressed`.
+"""encoder_node: sensor_msgs/Image on `image_raw` -> roi_codec_ros/EncodedFrame on `image_raw/roi_codec`.
 
-    ros2 launch roi_codec_ros encoder.launch.py [namespace:=cam] [image:=/camera/image_raw] [model_path:=...]
+    ros2 launch roi_codec_ros encoder.launch.py [namespace:=cam] [image_raw:=/camera/image_raw] [model_path:=...]
     roi-launch  roi_codec_ros encoder.launch.py ...        (pip-only setup; same file, same arguments)
 
-Parameters come from `params_file` (default config/encoder.yaml), then the arguments below (later wins).
+`image_raw` remaps the input; the output follows it as `<image_raw>/roi_codec` (image_transport's naming).
+Parameters come from `params_file` (default config/encoder.yaml), then the arguments below (later wins); argument
+defaults equal the node's declared defaults (test/test_ros_config.py checks it).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -20,12 +22,12 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([FindPackageShare("roi_codec_ros"), "config", "encoder.yaml"]),
             description="encoder parameters (YAML)",
         ),
-        DeclareLaunchArgument("image", default_value="image", description="input topic (sensor_msgs/Image)"),
-        DeclareLaunchArgument("compressed", default_value="compressed", description="output topic (roi_codec_ros/EncodedFrame)"),
+        DeclareLaunchArgument("image_raw", default_value="image_raw",
+                              description="input topic (sensor_msgs/Image); the output is <image_raw>/roi_codec"),
         DeclareLaunchArgument("model_path", default_value="default",
                               description="codec model file; 'default' = shipped model, 'random' = untrained test model"),
         DeclareLaunchArgument("detector_weights", default_value="default",
-                              description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS or dev weights, 'none' = static boxes only"),
+                              description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS (required then), 'none' = static boxes only"),
         Node(
             package="roi_codec_ros",
             executable="encoder_node",
@@ -35,7 +37,7 @@ def generate_launch_description():
                 LaunchConfiguration("params_file"),
                 {"model_path": LaunchConfiguration("model_path"), "detector.weights": LaunchConfiguration("detector_weights")},
             ],
-            remappings=[("image", LaunchConfiguration("image")), ("compressed", LaunchConfiguration("compressed"))],
+            remappings=[("image_raw", LaunchConfiguration("image_raw"))],
             output="screen",
         ),
     ])

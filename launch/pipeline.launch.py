@@ -3,9 +3,11 @@
     ros2 launch roi_codec_ros pipeline.launch.py [input:=video.mp4|folder|bag] [fps:=10] [width:=1242 height:=375]
     roi-launch  roi_codec_ros pipeline.launch.py ...       (pip-only setup; same file, same arguments)
 
-With the defaults it publishes the sample images bundled with ultralytics, so it runs on a fresh machine.
-Topics (relative to `namespace`): image -> compressed (+ encoder/statistics) -> image_decoded
-(+ image_roi_overlay, decoder/statistics).
+With the defaults it publishes the sample images bundled with ultralytics, so it runs on a fresh machine (the
+encoder still needs detector weights: $ROI_CODEC_DETECTOR_WEIGHTS or detector_weights:=PATH, or :=none).
+Topics (relative to `namespace`): image_raw -> image_raw/roi_codec (+ encoder/statistics) -> image
+(+ image_roi_overlay with overlay:=true, decoder/statistics).  Argument defaults equal the nodes' declared
+defaults (test/test_ros_config.py checks it); the params files come first, the arguments override them.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -28,14 +30,14 @@ def generate_launch_description():
         DeclareLaunchArgument("decoder_params_file", default_value=_config("decoder.yaml"), description="decoder parameters"),
         DeclareLaunchArgument("input", default_value="bundled",
                               description="video file, image folder or rosbag; 'bundled' = ultralytics' bus.jpg and zidane.jpg"),
-        DeclareLaunchArgument("fps", default_value="5.0", description="frames per second published by the source"),
+        DeclareLaunchArgument("fps", default_value="10.0", description="frames per second published by the source"),
         DeclareLaunchArgument("width", default_value="0", description="resize source frames to this width (0 = keep)"),
         DeclareLaunchArgument("height", default_value="0", description="resize source frames to this height (0 = keep)"),
         DeclareLaunchArgument("model_path", default_value="default",
                               description="codec model for encoder and decoder; 'default' = shipped model, 'random' = untrained test model"),
         DeclareLaunchArgument("detector_weights", default_value="default",
-                              description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS or dev weights, 'none' = static boxes only"),
-        DeclareLaunchArgument("overlay", default_value="true", description="decoder also publishes image_roi_overlay"),
+                              description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS (required then), 'none' = static boxes only"),
+        DeclareLaunchArgument("overlay", default_value="false", description="decoder also publishes image_roi_overlay"),
         Node(
             package="roi_codec_ros",
             executable="frame_source",

@@ -1,34 +1,28 @@
-"""What encoder_node does per frame, without ROS: detector -> ROI boxes and mask -> codec.
+"""What encoder_node does per frame, without ROS: detector -> ROI selection and mask -> codec.
 
     RGB frame --DetectorAdapter (once: features + detections; skipped with detector 'none')
-              --ROI selection (classes, confidence, margin) + static boxes --> ROI mask, boxes, coverage
+              --detector.roi_mask.select_roi (classes, confidence, margin, static boxes) --> ROI boxes and mask
               --RoiCodec.encode(image, mask, features, rate, roi_weight) --> EncodeResult
 
-``EncoderSettings`` holds every live knob; a node builds a new one from its parameters, ``check`` rejects it
-with a reason, and the worker reads the current object once per frame (so a change applies to the next frame).
+The ROI rule itself lives in the detector package (``select_roi``), used here as is.  ``EncoderSettings`` holds
+every live knob; a node builds a new one from its parameters, ``check`` rejects it with a reason, and the worker
+reads the current object once per frame (so a change applies to the next frame).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from roi_codec_ros.codec import EncodedFrame, RoiCodec
-from roi_codec_ros.detector import (
-    DetectorAdapter,
-    DetectorWeightsError,
-    Detections,
-    RoiMaskConfig,
-    default_weights_path,
-    roi_mask_from_detections,
-    selected_class_ids,
-    unknown_classes,
-)
+from roi_codec_ros.detector import WEIGHTS_ENV, DetectorAdapter, DetectorWeightsError, Detections, RoiMaskConfig, unknown_classes
+from roi_codec_ros.detector.roi_mask import select_roi
 
 # detector 'weights' values that are not paths
-DETECTOR_DEFAULT = "default"  # $ROI_CODEC_DETECTOR_WEIGHTS or the development weights (see detector.default_weights_path)
+DETECTOR_DEFAULT = "default"  # $ROI_CODEC_DETECTOR_WEIGHTS (a deployment setting); an error when it is not set
 DETECTOR_NONE = "none"  # no detector: static boxes only, zero-filled features
 DETECTOR_RANDOM = "random"  # untrained yolov8n (tests only: features of the right shape, meaningless boxes)
 STATIC_CLASS_ID = -1  # class id of static (configured) boxes, as roi_codec_ros/RoiBox.STATIC_CLASS_ID
@@ -78,7 +72,7 @@ class RoiBoxInfo:
 @dataclass
 class EncodeResult:
     frame: EncodedFrame
-    boxes: list[RoiBoxInfo]  # boxes that shaped the ROI mask (selected detections + static boxes)
+    boxes: list[RoiBoxInfo]  # every box that shaped the ROI mask (selected detections grown by the margin, static)
     detections: Detections | None  # everything the detector returned (None without a detector)
     roi_coverage: float  # fraction of pixels inside the ROI mask (mean of the mask)
     detector_ms: float
@@ -86,38 +80,48 @@ class EncodeResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+def detector_weights_path(weights: str) -> str:
+    """The weights file for the ``detector.weights`` parameter value (not 'none'/'random').
+
+    'default' (or '') means ``$ROI_CODEC_DETECTOR_WEIGHTS``: which detector a vehicle runs is deployment
+    configuration, so without the variable the encoder refuses to start and says what to set (running silently
+    without a detector would drop the ROI, the product's point).
+    """
+    if weights not in ("", DETECTOR_DEFAULT):
+        return weights
+    path = os.environ.get(WEIGHTS_ENV)
+    if not path:
+        raise DetectorWeightsError(
+            f"no detector weights: detector.weights is '{DETECTOR_DEFAULT}' and ${WEIGHTS_ENV} is not set. Set "
+            f"detector.weights (launch argument detector_weights:=/path/to/yolo.pt) or ${WEIGHTS_ENV}, or use "
+            f"detector.weights:={DETECTOR_NONE} to encode without a detector (static ROI boxes only, no object prior)"
+        )
+    return path
+
+
 def load_detector(weights: str, device: str = "cpu", imgsz: int = 640) -> DetectorAdapter | None:
-    """'none' -> no detector; 'random' -> untrained yolov8n (tests); 'default' or '' -> default weights; else a .pt path."""
+    """'none' -> no detector; 'random' -> untrained yolov8n (tests); 'default' or '' -> $ROI_CODEC_DETECTOR_WEIGHTS;
+    else a .pt path.  Raises DetectorWeightsError saying what to set."""
     if weights == DETECTOR_NONE:
         return None
     if weights == DETECTOR_RANDOM:
         return DetectorAdapter.random_init("yolov8n.yaml", device=device, imgsz=imgsz)
-    path = default_weights_path() if weights in ("", DETECTOR_DEFAULT) else weights
-    if path is None:
-        raise DetectorWeightsError(
-            "no detector weights: set the parameter detector.weights to a YOLO .pt file (or $ROI_CODEC_DETECTOR_WEIGHTS), "
-            f"or to '{DETECTOR_NONE}' to encode with static ROI boxes only"
-        )
-    return DetectorAdapter.from_weights(path, device=device, imgsz=imgsz)
+    return DetectorAdapter.from_weights(detector_weights_path(weights), device=device, imgsz=imgsz)
 
 
-def static_boxes(config: RoiMaskConfig, shape_hw: tuple[int, int]) -> list[RoiBoxInfo]:
-    h, w = shape_hw
-    boxes = [tuple(b) for b in config.static_boxes]
-    boxes += [(b[0] * w, b[1] * h, b[2] * w, b[3] * h) for b in config.static_boxes_rel]
-    return [RoiBoxInfo(*map(float, b), STATIC_CLASS_ID, STATIC_CLASS_NAME, 1.0) for b in boxes]
-
-
-def selected_boxes(detections: Detections, config: RoiMaskConfig) -> list[RoiBoxInfo]:
-    """Detections that pass the ROI class and confidence filter (as detected, without the margin)."""
-    keep = detections.scores >= config.confidence
-    ids = selected_class_ids(detections.names, config.classes)
-    if ids is not None:
-        keep &= np.isin(detections.class_ids, list(ids))
-    return [
-        RoiBoxInfo(*map(float, detections.boxes[i]), int(detections.class_ids[i]), detections.label(i), float(detections.scores[i]))
-        for i in np.flatnonzero(keep)
+def roi_box_infos(detections: Detections | None, shape_hw: tuple[int, int], config: RoiMaskConfig):
+    """(boxes for the message, HxW mask or None when there is no box) from the detector package's ROI rule."""
+    selection = select_roi(detections, shape_hw, config)
+    if selection.empty:
+        return [], None
+    chosen = selection.detections
+    boxes = selection.boxes  # selected detections grown by the margin, then the static boxes: what the mask uses
+    infos = [
+        RoiBoxInfo(*map(float, boxes[i]), int(chosen.class_ids[i]), chosen.label(i), float(chosen.scores[i]))
+        for i in range(len(chosen))
     ]
+    infos += [RoiBoxInfo(*map(float, b), STATIC_CLASS_ID, STATIC_CLASS_NAME, 1.0) for b in boxes[len(chosen):]]
+    return infos, selection.mask()
 
 
 class FrameEncoder:
@@ -141,8 +145,7 @@ class FrameEncoder:
         if self.detector is not None:
             result = self.detector(image)
             features, detections, detector_ms = result.features, result.detections, result.latency_ms
-        boxes = (selected_boxes(detections, settings.roi) if detections is not None else []) + static_boxes(settings.roi, (h, w))
-        mask = roi_mask_from_detections(detections, (h, w), settings.roi) if boxes else None
+        boxes, mask = roi_box_infos(detections, (h, w), settings.roi)
         start = time.perf_counter()
         frame = self.codec.encode(image, roi_mask=mask, features=features, rate=settings.rate, roi_weight=settings.roi_weight)
         encode_ms = (time.perf_counter() - start) * 1e3

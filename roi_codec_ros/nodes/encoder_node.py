@@ -1,18 +1,23 @@
-"""encoder_node: sensor_msgs/Image on ``image`` -> roi_codec_ros/EncodedFrame on ``compressed``.
+"""encoder_node: sensor_msgs/Image on ``image_raw`` -> roi_codec_ros/EncodedFrame on ``image_raw/roi_codec``.
 
-Also publishes ``~/statistics`` (EncoderStatistics, every encoded frame) and, with publish_detections,
-``detections`` (Detections).  The subscription callback only hands the newest frame to one worker thread
-(latest-frame-wins, drops counted); the work itself is ``FrameEncoder`` (encoder_core, no ROS).
+The output is ``<input>/roi_codec`` after remapping, the way image_transport names a transport's topic
+(``<base>/compressed``, ffmpeg_image_transport's ``<base>/ffmpeg``): ``-r image_raw:=/camera/image_raw`` moves
+both to ``/camera/image_raw`` and ``/camera/image_raw/roi_codec``.  Also publishes ``~/statistics``
+(EncoderStatistics: after every encoded frame and every ``statistics_period_s``) and, only while
+``publish_detections`` is on, ``detections`` (Detections).  The subscription callback only hands the newest frame
+to one worker thread (latest-frame-wins, drops counted); the work itself is ``FrameEncoder`` (encoder_core, no ROS).
 Parameters: the ``PARAMETERS`` table below (also in docs/ros.md).
 """
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from roi_codec_ros.codec import RoiCodec
 from roi_codec_ros.detector import DEFAULT_ROI_CLASSES, RoiMaskConfig
@@ -20,13 +25,29 @@ from roi_codec_ros.msg import Detections as DetectionsMsg
 from roi_codec_ros.msg import EncodedFrame as EncodedFrameMsg
 from roi_codec_ros.msg import EncoderStatistics, RoiBox
 
-from .encoder_core import DETECTOR_DEFAULT, DETECTOR_NONE, DETECTOR_RANDOM, EncoderSettings, EncodeResult, FrameEncoder, RoiBoxInfo, load_detector
+from .encoder_core import DETECTOR_DEFAULT, DETECTOR_NONE, DETECTOR_RANDOM, EncoderSettings, EncodeResult, FrameEncoder, load_detector
 from .images import image_to_rgb
-from .ros_params import QOS_CHOICES, STATISTICS_QOS, Param, boxes_from_flat, check_choices, declare_parameters, qos_profile
-from .runtime import StartupError, run_node
-from .worker import LatestFrameWorker, RateWindow
+from .ros_params import (
+    NO_BOXES,
+    STATISTICS_QOS,
+    Param,
+    boxes_from_parameter,
+    check_choices,
+    current_values,
+    declare_parameters,
+    node_options,
+    proposed_values,
+    qos_overrides,
+    sensor_qos,
+    touches,
+)
+from .runtime import LargeMessageCheck, StartupError, main_of, message
+from .worker import LatestFrameWorker, RateLimiter, RateWindow
 
 ALL_CLASSES = "*"
+INPUT_TOPIC = "image_raw"
+TRANSPORT = "roi_codec"  # output = <resolved input>/roi_codec
+DETECTIONS_TOPIC = "detections"
 
 PARAMETERS = (
     # -- codec (read-only: changing them means reloading the model; restart the node) --
@@ -39,8 +60,9 @@ PARAMETERS = (
     Param("roi_weight", 8.0, "ROI weight alpha: 1 = uniform quality, larger = errors inside the ROI weigh more "
           "(checked against the model's own range)", range=(1.0, 60.0)),
     # -- detector (read-only: weights define the model) --
-    Param("detector.weights", DETECTOR_DEFAULT, f"YOLO .pt weights; '{DETECTOR_DEFAULT}' = $ROI_CODEC_DETECTOR_WEIGHTS or the development weights, "
-          f"'{DETECTOR_NONE}' = no detector (static boxes only, zero features), '{DETECTOR_RANDOM}' = untrained (tests)", read_only=True),
+    Param("detector.weights", DETECTOR_DEFAULT, f"YOLO .pt weights; '{DETECTOR_DEFAULT}' = $ROI_CODEC_DETECTOR_WEIGHTS (the node "
+          f"refuses to start when it is not set), '{DETECTOR_NONE}' = no detector (static boxes only, zero features), "
+          f"'{DETECTOR_RANDOM}' = untrained (tests)", read_only=True),
     Param("detector.imgsz", 640, "detector input size (long side, pixels)", range=(32, 4096), read_only=True),
     # -- ROI selection (live) --
     Param("roi.classes", list(DEFAULT_ROI_CLASSES), f"detector classes (names or ids) that are ROI; ['{ALL_CLASSES}'] = every class",
@@ -48,16 +70,17 @@ PARAMETERS = (
     Param("roi.confidence", 0.25, "minimum detection score for an ROI box", range=(0.0, 1.0)),
     Param("roi.margin_px", 8.0, "pixels added around every detection box", range=(0.0, 1000.0)),
     Param("roi.soft_edge_px", 0.0, "linear fall-off of the ROI mask outside the boxes, pixels (0 = hard edges)", range=(0.0, 1000.0)),
-    Param("roi.static_boxes", [], "always-ROI boxes in frame pixels, flattened x1,y1,x2,y2,... (4 numbers per box)",
-          type=ParameterType.PARAMETER_DOUBLE_ARRAY),
-    Param("roi.static_boxes_rel", [], "always-ROI boxes as fractions of width/height, flattened x1,y1,x2,y2,...",
-          type=ParameterType.PARAMETER_DOUBLE_ARRAY),
+    Param("roi.static_boxes", NO_BOXES, f"always-ROI boxes in frame pixels, flattened x1,y1,x2,y2,... (4 numbers per box); "
+          f"'{NO_BOXES}' (or an empty array) = no boxes", dynamic=True),
+    Param("roi.static_boxes_rel", NO_BOXES, "always-ROI boxes as fractions of width/height, flattened x1,y1,x2,y2,...; "
+          f"'{NO_BOXES}' (or an empty array) = no boxes", dynamic=True),
     # -- runtime (live unless noted) --
     Param("max_rate", 0.0, "encode at most this many frames per second, skipping the others (0 = no limit)", range=(0.0, 1000.0)),
-    Param("publish_detections", False, "publish all detections on 'detections'"),
+    Param("publish_detections", False, f"publish all detections on '{DETECTIONS_TOPIC}' (the publisher exists only while this is on; "
+          "needs a detector)"),
     Param("statistics_window_s", 2.0, "window for fps and bitrate in ~/statistics, seconds", range=(0.1, 600.0)),
-    Param("qos", "sensor_data", "QoS of image/compressed/detections: sensor_data (best effort) or reliable",
-          read_only=True, choices=QOS_CHOICES),
+    Param("statistics_period_s", 1.0, "~/statistics is also published every this many seconds, with or without frames",
+          range=(0.05, 3600.0)),
 )
 
 
@@ -73,8 +96,8 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
         confidence=values["roi.confidence"],
         margin_px=values["roi.margin_px"],
         soft_edge_px=values["roi.soft_edge_px"],
-        static_boxes=boxes_from_flat(values["roi.static_boxes"], "roi.static_boxes"),
-        static_boxes_rel=boxes_from_flat(values["roi.static_boxes_rel"], "roi.static_boxes_rel"),
+        static_boxes=boxes_from_parameter(values["roi.static_boxes"], "roi.static_boxes"),
+        static_boxes_rel=boxes_from_parameter(values["roi.static_boxes_rel"], "roi.static_boxes_rel"),
     )
     return EncoderSettings(
         rate=values["rate"],
@@ -86,72 +109,100 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
     )
 
 
-def _box_msg(box: RoiBoxInfo) -> RoiBox:
-    return RoiBox(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2, class_id=box.class_id, class_name=box.class_name, score=box.score)
+def _box_msg(box) -> RoiBox:
+    return message(RoiBox, x1=float(box.x1), y1=float(box.y1), x2=float(box.x2), y2=float(box.y2), class_id=int(box.class_id),
+                   class_name=box.class_name, score=float(box.score))
 
 
 class EncoderNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("encoder", **kwargs)
-        self._values = declare_parameters(self, PARAMETERS)
-        v = self._values
+        super().__init__("encoder", **{**node_options(), **kwargs})
+        v = declare_parameters(self, PARAMETERS)
         codec = RoiCodec.load(v["model_path"] or "default", device=v["device"], fp16=v["fp16"])
         detector = load_detector(v["detector.weights"], device=v["device"], imgsz=v["detector.imgsz"])
         self.core = FrameEncoder(codec, detector)
         try:
-            self.settings = settings_from_parameters(v)
-            self.settings.check(codec, detector)
+            self.settings = self._validated(v)
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from exc
 
-        qos = qos_profile(v["qos"])
-        self.frames_pub = self.create_publisher(EncodedFrameMsg, "compressed", qos)
-        self.detections_pub = self.create_publisher(DetectionsMsg, "detections", qos)
+        self.input_topic = self.resolve_topic_name(INPUT_TOPIC)
+        self.output_topic = f"{self.input_topic.rstrip('/')}/{TRANSPORT}"
+        self.frames_pub = self.create_publisher(EncodedFrameMsg, self.output_topic, sensor_qos(),
+                                                qos_overriding_options=qos_overrides())
         self.statistics_pub = self.create_publisher(EncoderStatistics, "~/statistics", STATISTICS_QOS)
+        self._detections_lock = threading.Lock()
+        self.detections_pub = None
+        self._update_detections_publisher(self.settings.publish_detections)
+        self._large = LargeMessageCheck(self.get_logger(), self.output_topic)
         self.received = self.encoded = self.skipped = self.failed = 0
-        self._last_accepted = -float("inf")
+        self._sequence = 0
+        self._limiter = RateLimiter(self.settings.max_rate)
         self._window = RateWindow(self.settings.statistics_window_s)
         self.worker = LatestFrameWorker(self._process, self._on_worker_error, name="encoder")
-        self.create_subscription(Image, "image", self._on_image, qos)
+        self.create_subscription(Image, INPUT_TOPIC, self._on_image, sensor_qos(), qos_overriding_options=qos_overrides())
+        self.statistics_timer = self.create_timer(v["statistics_period_s"], self._publish_periodic_statistics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
         self.get_logger().info(
             f"encoder ready: codec {codec.model_id[:12]} ({codec.info.get('path', '?')}), "
-            f"detector {detector.detector_id if detector else 'none'}, "
-            f"{self.resolve_topic_name('image')} -> {self.resolve_topic_name('compressed')}"
+            f"detector {detector.detector_id if detector else 'none'}, {self.input_topic} -> {self.output_topic}"
         )
 
-    # -- parameters: one callback validates every change as a whole ---------------------------------
+    # -- parameters: the on-set callback validates a change as a whole, the post-set callback applies it ------
+    def _validated(self, values: dict) -> EncoderSettings:
+        settings = settings_from_parameters(values)
+        settings.check(self.core.codec, self.core.detector)
+        if settings.publish_detections and self.core.detector is None:
+            raise ValueError(f"publish_detections needs a detector (detector.weights is '{DETECTOR_NONE}')")
+        return settings
+
     def _on_set_parameters(self, parameters) -> SetParametersResult:
+        if not touches(PARAMETERS, parameters):
+            return SetParametersResult(successful=True)  # e.g. qos_overrides.* declared with a new publisher
         reason = check_choices(PARAMETERS, parameters)
         if reason is None:
-            values = {**self._values, **{p.name: p.value for p in parameters}}
             try:
-                settings = settings_from_parameters(values)
-                settings.check(self.core.codec, self.core.detector)
+                self._validated(proposed_values(self, PARAMETERS, parameters))
             except ValueError as exc:
                 reason = str(exc)
         if reason is not None:
             self.get_logger().warning(f"rejected parameter change: {reason}")
             return SetParametersResult(successful=False, reason=reason)
-        self._values = values
+        return SetParametersResult(successful=True)
+
+    def _on_parameters_set(self, parameters) -> None:
+        if not touches(PARAMETERS, parameters):
+            return
+        values = current_values(self, PARAMETERS)
+        settings = settings_from_parameters(values)  # validated by _on_set_parameters
         if settings.statistics_window_s != self.settings.statistics_window_s:
             self._window = RateWindow(settings.statistics_window_s)
+        self._limiter.max_rate = settings.max_rate
+        self.statistics_timer.timer_period_ns = int(values["statistics_period_s"] * 1e9)
+        self._update_detections_publisher(settings.publish_detections)
         self.settings = settings  # the worker reads it once per frame: applies from the next frame
-        return SetParametersResult(successful=True)
+
+    def _update_detections_publisher(self, enabled: bool) -> None:
+        with self._detections_lock:
+            if enabled and self.detections_pub is None:
+                self.detections_pub = self.create_publisher(DetectionsMsg, DETECTIONS_TOPIC, sensor_qos(),
+                                                            qos_overriding_options=qos_overrides())
+            elif not enabled and self.detections_pub is not None:
+                self.destroy_publisher(self.detections_pub)
+                self.detections_pub = None
 
     # -- frames ----------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         received = time.perf_counter()
         self.received += 1
-        max_rate = self.settings.max_rate
-        if max_rate > 0 and received - self._last_accepted < 1.0 / max_rate:
+        if not self._limiter.accept(received):
             self.skipped += 1
             return
-        self._last_accepted = received
         self.worker.submit((msg, received))
 
     def _on_worker_error(self, exc: BaseException) -> None:
-        if not self.context.ok():
+        if not self.context.ok() or self.worker.stopping:
             return  # shutting down: the frame in flight can no longer be published
         self.failed += 1
         self.get_logger().error(f"frame not encoded: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
@@ -163,74 +214,79 @@ class EncoderNode(Node):
         converted = time.perf_counter()
         settings = self.settings
         result = self.core.encode(image, settings)
-        out = self._frame_message(msg, result, received)
+        if self.worker.stopping:
+            return  # shutting down: do not publish into a node being destroyed
+        out = message(
+            EncodedFrameMsg,
+            header=msg.header,
+            format=EncodedFrameMsg.FORMAT_RCB1,
+            source_encoding=msg.encoding,
+            keyframe=True,  # every rcb1 frame decodes on its own
+            boxes=[_box_msg(b) for b in result.boxes],
+            sequence=self._sequence,
+        )
+        out.data = result.frame.data  # bytes: assigning a numpy array would cost ~55 ms per frame
         publish_start = time.perf_counter()
+        self._large(len(out.data))
         self.frames_pub.publish(out)
-        if settings.publish_detections and result.detections is not None:
-            self.detections_pub.publish(self._detections_message(msg, result))
+        self._sequence += 1
+        with self._detections_lock:
+            if self.detections_pub is not None and result.detections is not None:
+                self.detections_pub.publish(self._detections_message(msg, result))
         done = time.perf_counter()
         self.encoded += 1
         self._window.add(done, len(result.frame.data))
-        self.statistics_pub.publish(
-            EncoderStatistics(
-                header=msg.header,
-                frames_received=self.received,
-                frames_encoded=self.encoded,
-                frames_dropped=self.skipped + self.worker.dropped,
-                frames_failed=self.failed,
-                bytes=len(result.frame.data),
-                bpp=result.frame.bpp,
-                rate=result.frame.rate,
-                roi_weight=result.frame.roi_weight,
-                roi_coverage=result.roi_coverage,
-                num_boxes=len(result.boxes),
-                window_s=self._window.window_s,
-                fps=self._window.fps(),
-                bitrate_kbps=self._window.bitrate_kbps(),
-                queue_ms=(start - received) * 1e3,
-                convert_ms=(converted - start) * 1e3,
-                detector_ms=result.detector_ms,
-                encode_ms=result.encode_ms,
-                publish_ms=(done - publish_start) * 1e3,
-                total_ms=(done - received) * 1e3,
-            )
-        )
-
-    def _frame_message(self, msg: Image, result: EncodeResult, received: float) -> EncodedFrameMsg:
-        frame = result.frame
-        out = EncodedFrameMsg(
-            header=msg.header,
-            codec_id=frame.model_id,
-            height=frame.height,
-            width=frame.width,
-            source_encoding=msg.encoding,
-            rate=frame.rate,
-            roi_weight=frame.roi_weight,
-            boxes=[_box_msg(b) for b in result.boxes],
+        stats = self._statistics(header=msg.header, has_frame=True)
+        for name, value in dict(
+            bytes=len(result.frame.data),
+            bpp=result.frame.bpp,
+            rate=result.frame.rate,
+            roi_weight=result.frame.roi_weight,
             roi_coverage=result.roi_coverage,
-            sequence=self.encoded + 1,
+            num_boxes=len(result.boxes),
+            queue_ms=(start - received) * 1e3,
+            convert_ms=(converted - start) * 1e3,
             detector_ms=result.detector_ms,
             encode_ms=result.encode_ms,
+            publish_ms=(done - publish_start) * 1e3,
+            total_ms=(done - received) * 1e3,
+        ).items():
+            setattr(stats, name, value)
+        self.statistics_pub.publish(stats)
+
+    def _statistics(self, header, has_frame: bool) -> EncoderStatistics:
+        return message(
+            EncoderStatistics,
+            header=header,
+            has_frame=has_frame,
+            frames_received=self.received,
+            frames_encoded=self.encoded,
+            frames_dropped=self.skipped + self.worker.dropped,
+            frames_failed=self.failed,
+            window_s=self._window.window_s,
+            fps=self._window.fps(),
+            bitrate_kbps=self._window.bitrate_kbps(),
         )
-        out.data = frame.data  # bytes: assigning a numpy array would cost ~55 ms per frame
-        out.total_ms = (time.perf_counter() - received) * 1e3  # receive -> just before publishing
-        return out
+
+    def _publish_periodic_statistics(self) -> None:
+        header = message(Header, stamp=self.get_clock().now().to_msg())
+        self.statistics_pub.publish(self._statistics(header=header, has_frame=False))
 
     def _detections_message(self, msg: Image, result: EncodeResult) -> DetectionsMsg:
         d = result.detections
         boxes = [
-            RoiBox(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), class_id=int(d.class_ids[i]),
-                   class_name=d.label(i), score=float(d.scores[i]))
+            message(RoiBox, x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), class_id=int(d.class_ids[i]),
+                    class_name=d.label(i), score=float(d.scores[i]))
             for i, b in enumerate(d.boxes)
         ]
-        return DetectionsMsg(header=msg.header, height=msg.height, width=msg.width, boxes=boxes, detector_ms=result.detector_ms)
+        return message(DetectionsMsg, header=msg.header, height=msg.height, width=msg.width, boxes=boxes,
+                       detector_ms=result.detector_ms)
 
     def close(self) -> None:
         self.worker.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_node(EncoderNode, argv)
+main = main_of(EncoderNode)
 
 
 if __name__ == "__main__":

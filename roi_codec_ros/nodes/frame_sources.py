@@ -3,8 +3,9 @@
 ``open_source(path)`` picks the reader from the path:
 - ``"bundled"`` or ``""``: ultralytics' bundled ``bus.jpg`` and ``zidane.jpg`` (so the demo runs on a fresh machine);
 - a directory with ``metadata.yaml`` (rosbag2): sensor_msgs/Image or CompressedImage messages of ``topic``
-  (default: the bag's only image topic), read by the evaluation tools' rosbag reader (``rosbags``);
-- another directory: its images, sorted by name (the evaluation tools' folder reader);
+  (default: the bag's only image topic), read by the evaluation tools' rosbag reader (``rosbags``; imported only
+  for a bag input, so no node process loads the evaluation package otherwise);
+- another directory: its images, sorted by name (``roi_codec_ros.files``, the one image reader);
 - an image file: that image;
 - any other file: a video decoded with PyAV.
 Every reader yields HxWx3 uint8 RGB frames, resized to ``size`` = (width, height) when given.
@@ -16,8 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from roi_codec_ros.evaluation.bags import BagError, image_topic_info, iter_bag_frames
-from roi_codec_ros.evaluation.frames import IMAGE_SUFFIXES, image_files, read_image_rgb
+from roi_codec_ros.files import IMAGE_SUFFIXES, image_files, read_image_rgb
 
 BUNDLED = "bundled"  # the input name of the bundled sample images
 CACHE_MAX_FRAMES = 64  # image lists up to this size are decoded once and kept in memory
@@ -111,6 +111,8 @@ class VideoSource(FrameSource):
 class RosbagSource(FrameSource):
     def __init__(self, path: Path, topic: str = "", size: tuple[int, int] | None = None):
         super().__init__(size)
+        from roi_codec_ros.evaluation.bags import BagError, image_topic_info
+
         self.path = path
         try:
             info = image_topic_info(path, topic or None)
@@ -120,6 +122,8 @@ class RosbagSource(FrameSource):
         self.description = f"rosbag {path} topic {self.topic} ({info.count} frames)"
 
     def frames(self) -> Iterator[np.ndarray]:
+        from roi_codec_ros.evaluation.bags import iter_bag_frames
+
         for frame in iter_bag_frames(self.path, self.topic):
             yield np.ascontiguousarray(_resize(frame.image, self.size))
 

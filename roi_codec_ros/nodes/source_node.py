@@ -1,4 +1,4 @@
-"""source_node (executable ``frame_source``): publishes sensor_msgs/Image on ``image`` at ``fps``.
+"""source_node (executable ``frame_source``): publishes sensor_msgs/Image on ``image_raw`` at ``fps``.
 
 Frames come from ``input``: a video file, an image folder, a rosbag (``bag_topic``), or, by default ("bundled"), the sample
 images bundled with ultralytics (bus.jpg, zidane.jpg) so the demo works on a fresh machine (see
@@ -15,8 +15,10 @@ from sensor_msgs.msg import Image
 
 from .frame_sources import BUNDLED, FrameSourceError, open_source
 from .images import SUPPORTED_ENCODINGS, rgb_to_image_data
-from .ros_params import QOS_CHOICES, Param, check_choices, declare_parameters, qos_profile
-from .runtime import StartupError, run_node
+from .ros_params import Param, check_choices, current_values, declare_parameters, node_options, qos_overrides, sensor_qos, touches
+from .runtime import LargeMessageCheck, StartupError, main_of, message
+
+OUTPUT_TOPIC = "image_raw"
 
 PARAMETERS = (
     Param("input", BUNDLED, f"video file, image folder or rosbag; '{BUNDLED}' = the sample images bundled with ultralytics "
@@ -29,13 +31,12 @@ PARAMETERS = (
     Param("max_frames", 0, "stop publishing after this many frames (0 = no limit)", range=(0, 2**31 - 1), read_only=True),
     Param("encoding", "rgb8", "published image encoding", choices=SUPPORTED_ENCODINGS),
     Param("frame_id", "camera", "header.frame_id of the published images"),
-    Param("qos", "sensor_data", "QoS of 'image': sensor_data (best effort) or reliable", read_only=True, choices=QOS_CHOICES),
 )
 
 
 class SourceNode(Node):
     def __init__(self, **kwargs):
-        super().__init__("frame_source", **kwargs)
+        super().__init__("frame_source", **{**node_options(), **kwargs})
         self._values = declare_parameters(self, PARAMETERS)
         v = self._values
         if bool(v["width"]) != bool(v["height"]):
@@ -47,20 +48,24 @@ class SourceNode(Node):
             raise StartupError(str(exc)) from exc
         self._frames = self.source.frames()
         self.published = 0
-        self.publisher = self.create_publisher(Image, "image", qos_profile(v["qos"]))
+        self.publisher = self.create_publisher(Image, OUTPUT_TOPIC, sensor_qos(), qos_overriding_options=qos_overrides())
+        self._large = LargeMessageCheck(self.get_logger(), self.resolve_topic_name(OUTPUT_TOPIC))
         self.timer = self.create_timer(1.0 / v["fps"], self._tick)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.get_logger().info(f"publishing {self.source.description} on {self.resolve_topic_name('image')} at {v['fps']:g} fps")
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self.get_logger().info(f"publishing {self.source.description} on {self.resolve_topic_name(OUTPUT_TOPIC)} at {v['fps']:g} fps")
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         reason = check_choices(PARAMETERS, parameters)
         if reason is not None:
             return SetParametersResult(successful=False, reason=reason)
-        for p in parameters:
-            if p.name == "fps":
-                self.timer.timer_period_ns = int(1e9 / p.value)
-        self._values = {**self._values, **{p.name: p.value for p in parameters}}
         return SetParametersResult(successful=True)
+
+    def _on_parameters_set(self, parameters) -> None:
+        if not touches(PARAMETERS, parameters):
+            return
+        self._values = current_values(self, PARAMETERS)
+        self.timer.timer_period_ns = int(1e9 / self._values["fps"])
 
     def _next_frame(self):
         frame = next(self._frames, None)
@@ -77,16 +82,16 @@ class SourceNode(Node):
             self.timer.cancel()
             return
         step, data = rgb_to_image_data(frame, self._values["encoding"])
-        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=self._values["encoding"], is_bigendian=0, step=step)
+        msg = message(Image, height=frame.shape[0], width=frame.shape[1], encoding=self._values["encoding"], is_bigendian=0, step=step)
         msg.data = data  # bytes (fast path)
         msg.header.frame_id = self._values["frame_id"]
         msg.header.stamp = self.get_clock().now().to_msg()
+        self._large(len(data))
         self.publisher.publish(msg)
         self.published += 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_node(SourceNode, argv)
+main = main_of(SourceNode)
 
 
 if __name__ == "__main__":

@@ -53,12 +53,20 @@ class LatestFrameWorker(Generic[T]):
                 self._cond.wait(remaining)
         return True
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish the item in progress (a pending one is discarded) and end the thread."""
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called: a handler checks it between stages to give up a frame early."""
+        return self._stopping
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Discard a pending item, let the one in progress end, and end the thread; False if it is still running
+        after ``timeout`` s (a long encode cannot be interrupted: the caller exits anyway, the thread is a daemon)."""
         with self._cond:
             self._stopping = True
+            self._item, self._pending = None, False
             self._cond.notify_all()
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
@@ -77,6 +85,21 @@ class LatestFrameWorker(Generic[T]):
                     self._busy = False
                     self.handled += 1
                     self._cond.notify_all()
+
+
+class RateLimiter:
+    """At most ``max_rate`` accepted events per second (0 = no limit): ``accept(t)`` is False for an event less
+    than 1/max_rate after the last accepted one."""
+
+    def __init__(self, max_rate: float = 0.0):
+        self.max_rate = float(max_rate)
+        self._last = -float("inf")
+
+    def accept(self, t: float) -> bool:
+        if self.max_rate > 0 and t - self._last < 1.0 / self.max_rate:
+            return False
+        self._last = t
+        return True
 
 
 class RateWindow:
