@@ -25,6 +25,8 @@ MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 RANGES = ("full", "limited")
 CHROMA = ("420", "444")
 SITINGS = ("center", "left")
+CHROMA_FILTERS = ("box", "fit")
+FIT_ITERATIONS = 8
 # FFmpeg / H.264 VUI names of each choice (ffmpeg -colorspace, -color_range; x264 --chromaloc).
 FFMPEG_COLORSPACE = {"bt601": "smpte170m", "bt709": "bt709"}
 FFMPEG_RANGE = {"full": "pc", "limited": "tv"}
@@ -37,15 +39,20 @@ class ColourConversion:
 
     ``matrix`` bt601 | bt709, ``range`` full | limited, ``chroma`` 420 | 444, ``siting`` (4:2:0 only) center
     (2x2 box mean, JPEG/MPEG-1 siting) | left (H.264/MPEG-2 default siting: co-sited horizontally).
+    ``chroma_filter`` (4:2:0 only, encoder side): box (the siting's plain down-sampling filter) | fit (start
+    from it, then ``FIT_ITERATIONS`` steps of iterative back-projection, so that the *decoder's* bilinear
+    up-sampling reproduces the full-resolution chroma in the least-squares sense; decoders need nothing new).
     """
 
     matrix: str = "bt601"
     range: str = "full"
     chroma: str = "420"
     siting: str = "center"
+    chroma_filter: str = "box"
 
     def __post_init__(self):
-        for name, allowed in (("matrix", MATRICES), ("range", RANGES), ("chroma", CHROMA), ("siting", SITINGS)):
+        for name, allowed in (("matrix", MATRICES), ("range", RANGES), ("chroma", CHROMA), ("siting", SITINGS),
+                              ("chroma_filter", CHROMA_FILTERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"colour {name} must be one of {tuple(allowed)}, got {getattr(self, name)!r}")
 
@@ -55,7 +62,7 @@ class ColourConversion:
 
     @property
     def label(self) -> str:
-        siting = f" {self.siting}" if self.chroma == "420" else ""
+        siting = f" {self.siting}" + (" fit" if self.chroma_filter == "fit" else "") if self.chroma == "420" else ""
         return f"{self.matrix} {self.range} {self.chroma}{siting}"
 
     def _forward(self) -> tuple[np.ndarray, np.ndarray]:
@@ -76,22 +83,35 @@ class ColourConversion:
         if self.chroma == "420" and (height % 2 or width % 2):
             raise ValueError(f"4:2:0 needs even frame sizes, got {width}x{height}")
         m, offset = self._forward()
-        ycc = cv2.transform(rgb.astype(np.float32), np.hstack([m, offset[:, None]]).astype(np.float32))
-        planes = [ycc[..., 0], ycc[..., 1], ycc[..., 2]]
-        if self.chroma == "420":
-            planes[1:] = [_downsample(p, self.siting) for p in planes[1:]]
-        return [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in planes]
+        affine = np.hstack([m, offset[:, None]]).astype(np.float32)
+        if self.chroma == "444":  # uint8 in, uint8 out: OpenCV rounds and saturates
+            return list(cv2.split(cv2.transform(rgb, affine)))
+        ycc = cv2.transform(rgb.astype(np.float32), affine)
+        y, cb, cr = cv2.split(ycc)
+        return [_to_uint8(y)] + [_to_uint8(self._subsample(p)) for p in (cb, cr)]
+
+    def _subsample(self, plane: np.ndarray) -> np.ndarray:
+        small = _downsample(plane, self.siting)
+        if self.chroma_filter == "fit":
+            for _ in range(FIT_ITERATIONS):
+                small = small + _downsample(plane - _upsample(small, plane.shape, self.siting), self.siting)
+        return small
 
     def planes_to_rgb(self, planes: list[np.ndarray]) -> np.ndarray:
         """[Y, Cb, Cr] uint8 planes -> HxWx3 uint8 RGB (bilinear chroma up-sampling at the chosen siting)."""
-        y, cb, cr = (p.astype(np.float32) for p in planes)
-        if self.chroma == "420":
-            cb, cr = (_upsample(p, y.shape, self.siting) for p in (cb, cr))
         m, offset = self._forward()
         inverse = np.linalg.inv(m)
-        ycc = np.dstack([y, cb, cr])
-        rgb = cv2.transform(ycc, np.hstack([inverse, (-inverse @ offset)[:, None]]).astype(np.float32))
-        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        affine = np.hstack([inverse, (-inverse @ offset)[:, None]]).astype(np.float32)
+        if self.chroma == "444":
+            return cv2.transform(cv2.merge(list(planes)), affine)
+        y, cb, cr = (p.astype(np.float32) for p in planes)
+        cb, cr = (_upsample(p, y.shape, self.siting) for p in (cb, cr))
+        return _to_uint8(cv2.transform(cv2.merge([y, cb, cr]), affine))
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """float32 -> uint8, rounded to nearest and saturated (OpenCV's saturate_cast)."""
+    return cv2.add(values, 0.0, dtype=cv2.CV_8U)
 
 
 def _downsample(plane: np.ndarray, siting: str) -> np.ndarray:
