@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
-from rosbags.rosbag2 import Writer
 
-from roi_codec_ros.evaluation import cli
+from roi_codec_ros.cli import main as roi_codec
 from roi_codec_ros.evaluation.bags import (
     COMPRESSED_TYPE,
     ENCODED_FRAME_TYPE,
     IMAGE_TYPE,
+    RCB_FORMAT,
     BagError,
+    build_message,
     image_msg_to_rgb,
     image_topic_info,
     iter_bag_frames,
@@ -89,21 +90,26 @@ def test_make_bag_from_video_resamples_to_the_chosen_rate(tmp_path):
 def test_eval_bag_writes_a_readable_output_bag_with_our_message(image_folder, tmp_path, random_codec):
     bag, out_bag, report = tmp_path / "in", tmp_path / "out", tmp_path / "report"
     make_bag(image_folder, bag, rate=5.0, progress=False)
-    code = cli.main(["eval-bag", str(bag), "--codec", "ours:random", "--codec", "jpeg:q=50", "--rates", "0.3,0.9",
-                     "--roi-weights", "1", "--no-detector", "--no-msssim", "--quiet", "--out", str(report),
-                     "--max-frames", "2", "--out-bag", str(out_bag), "--out-setting", "ours α=1 rate=0.9"])
+    code = roi_codec(["eval-bag", str(bag), "--codec", "ours:random", "--codec", "jpeg:q=50", "--rates", "0.3,0.9",
+                      "--roi-weights", "1", "--no-detector", "--no-msssim", "--quiet", "--out", str(report),
+                      "--max-frames", "2", "--out-bag", str(out_bag), "--out-setting", "ours α=1 rate=0.9"])
     assert code == 0
     topics = read_topics(out_bag)
-    assert sorted(topics) == ["/camera/image_raw", "/camera/image_raw/compressed", "/camera/image_raw/decoded"]
+    # our codec's frames on <topic>/roi_codec, as encoder_node publishes them (never on .../compressed)
+    assert sorted(topics) == ["/camera/image_raw", "/camera/image_raw/decoded", "/camera/image_raw/roi_codec"]
     assert all(len(messages) == 2 for messages in topics.values())
-    _, encoded = topics["/camera/image_raw/compressed"][0]
-    assert topics["/camera/image_raw/compressed"][0][0] == ENCODED_FRAME_TYPE
-    assert (encoded.height, encoded.width, encoded.codec_id) == (H, W, random_codec.model_id)
-    assert encoded.rate == pytest.approx(0.9)
+    assert {msgtype for msgtype, _ in topics["/camera/image_raw/roi_codec"]} == {ENCODED_FRAME_TYPE}
+    encoded = [msg for _, msg in topics["/camera/image_raw/roi_codec"]]
+    assert [(m.format, m.keyframe, m.sequence, m.source_encoding) for m in encoded] == [(RCB_FORMAT, True, 0, "rgb8"),
+                                                                                      (RCB_FORMAT, True, 1, "rgb8")]
+    assert encoded[0].header.stamp == topics["/camera/image_raw"][0][1].header.stamp
+    # size, rate and model are in the bitstream (read_header checks the model hash)
+    header = random_codec.read_header(bytes(encoded[0].data))
+    assert (header.height, header.width) == (H, W) and header.rate == pytest.approx(0.9, abs=1e-4)
     decoded_msg = topics["/camera/image_raw/decoded"][0][1]
     decoded, _ = image_msg_to_rgb(decoded_msg, IMAGE_TYPE)
     # the payload in the bag is the real bitstream: decoding it again gives the decoded topic's image
-    np.testing.assert_array_equal(random_codec.decode(bytes(encoded.data)), decoded)
+    np.testing.assert_array_equal(random_codec.decode(bytes(encoded[0].data)), decoded)
     original, _ = image_msg_to_rgb(topics["/camera/image_raw"][0][1], IMAGE_TYPE)
     np.testing.assert_array_equal(original, synthetic_frame(0))
     summary = json.loads((report / "report.json").read_text())["summary"]
@@ -114,9 +120,9 @@ def test_eval_bag_writes_a_readable_output_bag_with_our_message(image_folder, tm
 def test_eval_bag_baseline_goes_out_as_compressed_image(image_folder, tmp_path):
     bag, out_bag = tmp_path / "in", tmp_path / "out"
     make_bag(image_folder, bag, rate=5.0, storage="sqlite3", progress=False)
-    assert cli.main(["eval-bag", str(bag), "--codec", "jpeg:q=60", "--no-detector", "--no-msssim", "--quiet",
-                     "--max-frames", "3", "--out", str(tmp_path / "r"), "--out-bag", str(out_bag),
-                     "--out-storage", "sqlite3"]) == 0
+    assert roi_codec(["eval-bag", str(bag), "--codec", "jpeg:q=60", "--no-detector", "--no-msssim", "--quiet",
+                      "--max-frames", "3", "--out", str(tmp_path / "r"), "--out-bag", str(out_bag),
+                      "--out-storage", "sqlite3"]) == 0
     topics = read_topics(out_bag)
     msgtype, msg = topics["/camera/image_raw/compressed"][0]
     assert msgtype == COMPRESSED_TYPE and msg.format == "jpeg"
@@ -140,6 +146,27 @@ def test_without_our_message_definition_the_output_bag_skips_the_compressed_topi
     with bags.EvalBagWriter(tmp_path / "out", "/cam") as writer:
         writer.write(frame, FakeOurs(), b"payload", synthetic_frame(0))
     assert sorted(read_topics(tmp_path / "out")) == ["/cam", "/cam/decoded"]
+
+
+def test_encoded_frames_carry_the_roi_boxes_and_unknown_fields_are_errors(tmp_path, random_codec):
+    from roi_codec_ros.evaluation import bags
+
+    class Ours:  # quacks like OursCodec for the writer
+        codec, roi_weight, rate, family = random_codec, 8.0, 0.5, "ours"
+
+    image = synthetic_frame(0)
+    data = random_codec.encode(image, rate=0.5).data
+    labelled = bags.Frame(name="0", image=image, stamp_ns=5, boxes=np.array([[10.0, 20.0, 40.0, 50.0]]))
+    with bags.EvalBagWriter(tmp_path / "out", "/cam/image_raw") as writer:
+        writer.write(labelled, Ours(), data, image)
+        writer.write(labelled, Ours(), data, image, boxes=np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]))
+    frames = [msg for _, msg in read_topics(tmp_path / "out")["/cam/image_raw/roi_codec"]]
+    assert [(b.x1, b.y2, b.class_id) for b in frames[0].boxes] == [(10.0, 50.0, -1)]
+    assert [(b.x1, b.y2) for b in frames[1].boxes] == [(1.0, 4.0), (5.0, 8.0)] and frames[1].sequence == 1
+    assert bytes(frames[0].data) == data
+    store, _ = make_typestore()
+    with pytest.raises(ValueError, match="no field.*codec_id"):
+        build_message(store, ENCODED_FRAME_TYPE, {"codec_id": "x"})  # a field the message no longer has
 
 
 def test_image_encodings_are_converted_to_rgb():
@@ -168,5 +195,4 @@ def test_missing_bag_and_wrong_topic_are_clear_errors(tmp_path, image_folder):
     make_bag(image_folder, bag, progress=False, max_frames=2)
     with pytest.raises(BagError, match="image topics"):
         image_topic_info(bag, "/other")
-    assert cli.main(["eval-bag", str(bag), "--topic", "/other", "--no-detector", "--quiet"]) == 2
-    assert Writer  # rosbags' writer is what make_bag uses (imported here to fail loudly if it moves)
+    assert roi_codec(["eval-bag", str(bag), "--topic", "/other", "--no-detector", "--quiet"]) == 2

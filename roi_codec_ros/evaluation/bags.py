@@ -2,10 +2,11 @@
 
 * ``iter_bag_frames``: sensor_msgs/msg/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or
   sensor_msgs/msg/CompressedImage (anything OpenCV decodes) from an mcap or sqlite3 rosbag2 -> ``Frame``s.
-* ``EvalBagWriter``: an output bag with, per evaluated frame, the original (Image rgb8), the compressed payload
-  and the decoded image (Image rgb8), for viewing side by side in Foxglove/rviz. Our codec's payload goes out as
-  ``roi_codec_ros/msg/EncodedFrame`` (defined by msg/EncodedFrame.msg, registered from the .msg text); baselines'
-  payloads as sensor_msgs/msg/CompressedImage with ``format`` = the codec name.
+* ``EvalBagWriter``: an output bag with, per evaluated frame, the original (Image rgb8) on ``<topic>``, the payload
+  and the decoded image (Image rgb8) on ``<topic>/decoded``, for viewing side by side in Foxglove/rviz. Topic names
+  follow image_transport as the nodes do: our codec's payload goes out as ``roi_codec_ros/msg/EncodedFrame`` on
+  ``<topic>/roi_codec`` (defined by msg/EncodedFrame.msg, registered from the .msg text), baselines' payloads as
+  sensor_msgs/msg/CompressedImage on ``<topic>/compressed`` with ``format`` = the codec name.
 * ``make_bag``: a video file (PyAV) or an image folder -> rosbag2 with sensor_msgs/msg/Image at a chosen rate.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype
 from tqdm import tqdm
 
-from .frames import image_files, read_image_rgb
+from roi_codec_ros.files import image_files, read_image_rgb
 from .runner import Frame
 
 LOG = logging.getLogger(__name__)
@@ -34,7 +35,13 @@ LOG = logging.getLogger(__name__)
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 ENCODED_FRAME_TYPE = "roi_codec_ros/msg/EncodedFrame"
+ROI_BOX_TYPE = "roi_codec_ros/msg/RoiBox"
 PACKAGE = "roi_codec_ros"
+ROI_CODEC_SUFFIX = "roi_codec"  # <topic>/roi_codec: our EncodedFrame (image_transport-style, as encoder_node)
+COMPRESSED_SUFFIX = "compressed"  # <topic>/compressed: sensor_msgs/CompressedImage (baselines)
+DECODED_SUFFIX = "decoded"
+RCB_FORMAT = "rcb1"  # EncodedFrame.FORMAT_RCB1
+LABEL_CLASS_ID = -1  # RoiBox.STATIC_CLASS_ID: boxes that come from configuration/labels, not from a detector
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -107,21 +114,17 @@ _NUMPY_TYPES = {
 def build_message(store, msgtype: str, values: dict):
     """An instance of ``msgtype`` with ``values`` for the named fields and zero values for all others.
 
-    Keeps this module working whatever optional fields the .msg file of a custom type has; unknown names in
-    ``values`` are ignored (and logged once per type), so a renamed field degrades gracefully.
+    A name in ``values`` that the type does not have is an error (ValueError): a renamed field must fail here,
+    not silently write a bag without it.
     """
     _, fields = store.fielddefs[msgtype]
+    extra = set(values) - {name for name, _ in fields}
+    if extra:
+        raise ValueError(f"{msgtype} has no field(s) {sorted(extra)} (fields: {[name for name, _ in fields]})")
     kwargs = {}
     for name, desc in fields:
         kwargs[name] = values[name] if name in values else _default_value(store, desc)
-    extra = set(values) - {name for name, _ in fields}
-    if extra and msgtype not in _WARNED:
-        _WARNED.add(msgtype)
-        LOG.info("%s has no field(s) %s; not written", msgtype, sorted(extra))
     return store.types[msgtype](**kwargs)
-
-
-_WARNED: set[str] = set()
 
 
 def _header(store, stamp_ns: int, frame_id: str):
@@ -269,32 +272,42 @@ class EvalBagWriter:
         kind = name.split(":")[0]
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
-    def write(self, frame: Frame, codec, data: bytes, decoded: np.ndarray, record=None) -> None:
-        """One evaluated frame: original, payload and decoded image, all stamped with the frame's stamp."""
+    def _roi_boxes(self, boxes) -> list:
+        """RoiBox messages of (M,4) xyxy ROI boxes (labels or static: class RoiBox.STATIC_CLASS_ID, score 1)."""
+        box_type = self.store.types[ROI_BOX_TYPE]
+        rows = np.asarray(boxes if boxes is not None else np.zeros((0, 4)), np.float64).reshape(-1, 4)
+        return [box_type(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), class_id=LABEL_CLASS_ID,
+                         class_name="label", score=1.0) for b in rows]
+
+    def write(self, frame: Frame, codec, data: bytes, decoded: np.ndarray, record=None, boxes=None) -> None:
+        """One evaluated frame: original, payload and decoded image, all stamped with the frame's stamp.
+
+        ``boxes``: the (M,4) ROI boxes the codec used for this frame (default: the frame's label boxes), written
+        into our EncodedFrame as the encoder node does.  ``record`` is accepted for the evaluation's callback;
+        its numbers are in the report, not in the message (EncodedFrame carries no statistics).
+        """
         stamp = frame.stamp_ns
         self._write("original", self.topic, IMAGE_TYPE, rgb_to_image_msg(self.store, frame.image, stamp, frame.frame_id), stamp)
         payload = np.frombuffer(data, np.uint8)
         header = _header(self.store, stamp, frame.frame_id)
         if getattr(codec, "codec", None) is not None and hasattr(codec, "roi_weight"):  # our RoiCodec
             if self.has_encoded_frame:
-                height, width = frame.image.shape[:2]
                 values = {
-                    "header": header, "codec_id": codec.codec.model_id, "height": height, "width": width,
+                    "header": header, "format": RCB_FORMAT,
                     "source_encoding": frame.source_encoding if frame.source_encoding in ("rgb8", "bgr8", "mono8") else "rgb8",
-                    "rate": codec.rate, "roi_weight": codec.roi_weight, "data": payload,
-                    "roi_coverage": record.roi_fraction if record is not None else 0.0,
-                    "encode_ms": record.encode_ms if record is not None else 0.0,
-                    "sequence": self.counts["original"] - 1,
+                    "keyframe": True, "boxes": self._roi_boxes(boxes if boxes is not None else frame.boxes),
+                    "data": payload, "sequence": self.counts["compressed"],
                 }
                 msg = build_message(self.store, ENCODED_FRAME_TYPE, values)
-                self._write("compressed", f"{self.topic}/compressed", ENCODED_FRAME_TYPE, msg, stamp)
+                self._write("compressed", f"{self.topic}/{ROI_CODEC_SUFFIX}", ENCODED_FRAME_TYPE, msg, stamp)
             elif not self._logged_missing:
                 self._logged_missing = True
                 LOG.warning("msg/EncodedFrame.msg not found: the output bag gets original and decoded topics only")
         else:
             msg = self.store.types[COMPRESSED_TYPE](header=header, format=codec.family.split()[0].lower(), data=payload)
-            self._write("compressed", f"{self.topic}/compressed", COMPRESSED_TYPE, msg, stamp)
-        self._write("decoded", f"{self.topic}/decoded", IMAGE_TYPE, rgb_to_image_msg(self.store, decoded, stamp, frame.frame_id), stamp)
+            self._write("compressed", f"{self.topic}/{COMPRESSED_SUFFIX}", COMPRESSED_TYPE, msg, stamp)
+        self._write("decoded", f"{self.topic}/{DECODED_SUFFIX}", IMAGE_TYPE,
+                    rgb_to_image_msg(self.store, decoded, stamp, frame.frame_id), stamp)
 
 
 # ---------------------------------------------------------------------------------------------- make-bag

@@ -4,9 +4,10 @@
     python -m roi_codec_ros.tools.pipeline_monitor --launch [--model random] [--input bundled] [--frames N]
                                                    # start launch/pipeline.launch.py with roi-launch, watch, stop
 
-For each frame that comes back decoded it joins, by header stamp, the source image (``image``), the
-``compressed`` frame, ``encoder/statistics`` and ``decoder/statistics``, and prints
-bytes, bits per pixel, PSNR (whole frame, inside/outside the encoder's ROI boxes) and latency:
+For each frame that comes back decoded (``image``) it joins, by header stamp, the source image (``image_raw``),
+the EncodedFrame (``image_raw/roi_codec``), and the per-frame messages of ``encoder/statistics`` and
+``decoder/statistics``, and prints bytes, bits per pixel, PSNR (whole frame, inside/outside the encoder's ROI
+boxes, rasterised by the detector package's ``rasterise_boxes`` as the codec's mask is) and latency:
 end-to-end = decoded image received here - source stamp; codec = detector + encode + decode;
 overhead = end-to-end - codec (ROS transport, image conversions, waiting for a busy worker).
 Every number is measured on this run; nothing is estimated.
@@ -17,6 +18,7 @@ import argparse
 from dataclasses import dataclass
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,13 @@ import threading
 import time
 
 import numpy as np
+
+# the pipeline's topics, relative to its namespace (launch/pipeline.launch.py)
+SOURCE_TOPIC = "image_raw"
+FRAMES_TOPIC = "image_raw/roi_codec"
+DECODED_TOPIC = "image"
+ENCODER_STATISTICS = "encoder/statistics"
+DECODER_STATISTICS = "decoder/statistics"
 
 
 @dataclass
@@ -77,13 +86,12 @@ def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float
     return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
 
 
-def _box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(shape, bool)
-    for b in boxes:
-        x1, y1 = max(0, int(np.floor(b.x1))), max(0, int(np.floor(b.y1)))
-        x2, y2 = min(shape[1], int(np.ceil(b.x2))), min(shape[0], int(np.ceil(b.y2)))
-        mask[y1:y2, x1:x2] = True
-    return mask
+def roi_pixels(boxes, shape: tuple[int, int]) -> np.ndarray:
+    """HxW bool: the pixels of the EncodedFrame's ROI boxes (RoiBox messages), by the codec's own rasteriser."""
+    from roi_codec_ros.detector import rasterise_boxes
+
+    array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
+    return rasterise_boxes(array, shape[0], shape[1]) > 0
 
 
 class PipelineMonitor:
@@ -113,11 +121,11 @@ class PipelineMonitor:
         best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         reliable = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
         if with_psnr:
-            self.node.create_subscription(Image, "image", self._keep(self.sources), best_effort)
-        self.node.create_subscription(EncodedFrame, "compressed", self._keep(self.frames), best_effort)
-        self.node.create_subscription(EncoderStatistics, "encoder/statistics", self._on_encoder_stats, reliable)
-        self.node.create_subscription(DecoderStatistics, "decoder/statistics", self._on_decoder_stats, reliable)
-        self.node.create_subscription(Image, "image_decoded", self._on_decoded, best_effort)
+            self.node.create_subscription(Image, SOURCE_TOPIC, self._keep(self.sources), best_effort)
+        self.node.create_subscription(EncodedFrame, FRAMES_TOPIC, self._keep(self.frames), best_effort)
+        self.node.create_subscription(EncoderStatistics, ENCODER_STATISTICS, self._on_encoder_stats, reliable)
+        self.node.create_subscription(DecoderStatistics, DECODER_STATISTICS, self._on_decoder_stats, reliable)
+        self.node.create_subscription(Image, DECODED_TOPIC, self._on_decoded, best_effort)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -137,12 +145,14 @@ class PipelineMonitor:
         return callback
 
     def _on_encoder_stats(self, msg):
-        self.last_encoder_stats = msg
-        self._keep(self.encoder_stats)(msg)
+        self.last_encoder_stats = msg  # counters: periodic messages count too
+        if msg.has_frame:
+            self._keep(self.encoder_stats)(msg)
 
     def _on_decoder_stats(self, msg):
         self.last_decoder_stats = msg
-        self._keep(self.decoder_stats)(msg)
+        if msg.has_frame:
+            self._keep(self.decoder_stats)(msg)
 
     def _on_decoded(self, msg):
         received = time.time_ns()
@@ -171,11 +181,13 @@ class PipelineMonitor:
             if source is not None:
                 original = image_to_rgb(source.height, source.width, source.encoding, source.step, source.data)
                 decoded = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
-                roi = _box_mask(frame.boxes, original.shape[:2])
+                roi = roi_pixels(frame.boxes, original.shape[:2])
                 psnr, psnr_roi, psnr_bg = _psnr(original, decoded), _psnr(original, decoded, roi), _psnr(original, decoded, ~roi)
+            # size from the decoded image, rate and ROI weight from the encoder's statistics: the EncodedFrame
+            # carries neither (the bitstream holds size and rate)
             record = FrameRecord(
-                stamp_ns=stamp, width=frame.width, height=frame.height, num_bytes=len(frame.data), rate=frame.rate,
-                roi_weight=frame.roi_weight, psnr=psnr, psnr_roi=psnr_roi, psnr_background=psnr_bg,
+                stamp_ns=stamp, width=msg.width, height=msg.height, num_bytes=len(frame.data), rate=enc.rate,
+                roi_weight=enc.roi_weight, psnr=psnr, psnr_roi=psnr_roi, psnr_background=psnr_bg,
                 end_to_end_ms=(received - stamp) / 1e6, detector_ms=enc.detector_ms, encode_ms=enc.encode_ms,
                 decode_ms=dec.decode_ms, encoder_wait_ms=enc.queue_ms, encoder_total_ms=enc.total_ms,
                 decoder_total_ms=dec.total_ms,
@@ -240,14 +252,25 @@ def summarize(records: list[FrameRecord], monitor: PipelineMonitor | None = None
         lines.append(f"  {'encoder':<28}received {s.frames_received}, encoded {s.frames_encoded}, dropped {s.frames_dropped}, failed {s.frames_failed}")
     if monitor is not None and monitor.last_decoder_stats is not None:
         s = monitor.last_decoder_stats
-        lines.append(f"  {'decoder':<28}decoded {s.frames_decoded}, dropped {s.frames_dropped}, corrupt {s.frames_corrupt}, foreign {s.frames_foreign}")
+        lines.append(f"  {'decoder':<28}decoded {s.frames_decoded}, dropped {s.frames_dropped}, corrupt {s.frames_corrupt}, "
+                     f"foreign {s.frames_foreign}, unsupported {s.frames_unsupported}")
     return "\n".join(lines)
 
 
+def launch_command() -> list[str]:
+    """``roi-launch`` (pip-only setup; it hands over to the real launch when importable), else ``ros2 launch``."""
+    beside = Path(sys.executable).parent / "roi-launch"  # the venv's console script, also without an activated PATH
+    found = str(beside) if beside.is_file() else shutil.which("roi-launch")
+    if found:
+        return [found]
+    if shutil.which("ros2"):
+        return ["ros2", "launch"]
+    raise RuntimeError("neither roi-launch nor ros2 found: source your ROS workspace or the project's scripts/env.sh")
+
+
 def start_pipeline(namespace: str, launch_args: list[str], log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "roi_codec_ros.tools.launch_runner", "roi_codec_ros", "pipeline.launch.py",
-           f"namespace:={namespace}", *launch_args]
-    print("starting: roi-launch " + " ".join(cmd[3:]), flush=True)
+    cmd = [*launch_command(), "roi_codec_ros", "pipeline.launch.py", f"namespace:={namespace}", *launch_args]
+    print("starting: " + " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd)), flush=True)
     return subprocess.Popen(cmd, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
 
 
@@ -267,11 +290,11 @@ def run(args: argparse.Namespace) -> int:
     log_path = Path(args.log or f"/tmp/roi_pipeline_{os.getpid()}.log")
     if args.launch:
         if args.detector == "default":
-            from roi_codec_ros.detector import default_weights_path
+            from roi_codec_ros.detector import WEIGHTS_ENV
 
-            if default_weights_path() is None:
-                print("note: no detector weights found ($ROI_CODEC_DETECTOR_WEIGHTS or the development weights): "
-                      "encoding without a detector (zero features, no ROI boxes)", flush=True)
+            if not os.environ.get(WEIGHTS_ENV):
+                print(f"note: ${WEIGHTS_ENV} is not set and no --detector given: encoding without a detector "
+                      "(zero features, no ROI boxes)", flush=True)
                 args.detector = "none"
         launch_args = [f"model_path:={args.model}", f"detector_weights:={args.detector}", f"input:={args.input}",
                        f"fps:={args.fps}", f"width:={args.width}", f"height:={args.height}"]
@@ -284,9 +307,10 @@ def run(args: argparse.Namespace) -> int:
                 tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
                 print(f"a pipeline node failed; last lines of {log_path}:\n{tail}", file=sys.stderr)
                 return 1
-            for record in monitor.process():
+            new = monitor.process()
+            for i, record in enumerate(new, start=len(monitor.records) - len(new)):
                 if not args.quiet:
-                    print(format_record(len(monitor.records) - 1, record), flush=True)
+                    print(format_record(i, record), flush=True)
             time.sleep(0.1)
         print(summarize(monitor.records[: args.frames], monitor))
         if len(monitor.records) < args.frames:
@@ -309,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="only the summary")
     parser.add_argument("--launch", action="store_true", help="start launch/pipeline.launch.py with roi-launch first")
     parser.add_argument("--model", default="default", help="with --launch: codec model ('default', 'random' or a file)")
-    parser.add_argument("--detector", default="default", help="with --launch: detector weights ('default', 'none', a .pt)")
+    parser.add_argument("--detector", default="default",
+                        help="with --launch: detector weights ('default' = $ROI_CODEC_DETECTOR_WEIGHTS, 'none', a .pt)")
     parser.add_argument("--input", default="bundled", help="with --launch: video, image folder, rosbag or 'bundled'")
     parser.add_argument("--fps", type=float, default=2.0, help="with --launch: source frames per second")
     parser.add_argument("--width", type=int, default=0, help="with --launch: resize width (0 = keep)")
