@@ -12,32 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from roi_codec_ros.files import IMAGE_SUFFIXES, image_files, read_image_rgb
 
 from .runner import Frame
 
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """Image files of a folder in name order (error if none)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
+__all__ = ["IMAGE_SUFFIXES", "count_folder_frames", "image_files", "iter_folder_frames", "read_image_rgb", "read_label_boxes"]
 
 
 def read_label_boxes(path: str | Path, shape: tuple[int, int]) -> np.ndarray:

@@ -19,14 +19,12 @@ import random
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 import torch
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from ..detector.roi_mask import rasterise_boxes
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
+from ..files import image_files, read_image_rgb
 KITTI_ROI_CLASSES = ("Car", "Pedestrian", "Van", "Cyclist", "Truck", "Misc", "Tram", "Person_Sitting")
 FEATURE_STRIDES = (8, 16, 32)
 
@@ -43,22 +41,11 @@ class Sample:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"training data folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return files
+    """Every image under ``folder`` (recursively), in path order."""
+    return image_files(folder, recursive=True)
 
 
-def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if max_side and max(im.size) > max_side:
-            scale = max_side / max(im.size)
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
-        return np.asarray(im, dtype=np.uint8).copy()
+load_rgb = read_image_rgb  # (path, max_side=None) -> HxWx3 uint8 RGB; the name the training scripts use
 
 
 def read_kitti_labels(path: str | Path, classes: Sequence[str] = KITTI_ROI_CLASSES) -> np.ndarray:
