@@ -6,7 +6,11 @@ from roi_codec_ros.detector import (
     DEFAULT_ROI_CLASSES,
     Detections,
     RoiMaskConfig,
+    box_pixel_bounds,
+    parse_classes,
+    rasterise_boxes,
     roi_mask_from_detections,
+    select_roi,
     unknown_classes,
 )
 
@@ -135,3 +139,46 @@ def test_bad_config_and_inputs_raise_clear_errors():
         Detections.from_boxes([[0, 0, 5, 5]], labels=["car", "bus"])
     with pytest.raises(ValueError, match="shape"):
         roi_mask_from_detections(None, (0, 10))
+
+
+def test_select_roi_is_the_one_rule_for_boxes_and_mask():
+    d = dets([[10, 10, 30, 30], [40, 40, 60, 60], [70, 10, 90, 30], [100, 50, 120, 70]], [2, 56, 0, 2],
+             [0.9, 0.9, 0.8, 0.1])
+    cfg = RoiMaskConfig(margin_px=2, static_boxes=[(150, 100, 160, 110)], static_boxes_rel=[(0.0, 0.5, 0.1, 1.0)])
+    sel = select_roi(d, (H, W), cfg)
+    # the car and the person pass; the chair (class) and the 0.1 car (confidence) do not; boxes as detected
+    np.testing.assert_array_equal(sel.detections.boxes, [[10, 10, 30, 30], [70, 10, 90, 30]])
+    assert [sel.detections.label(i) for i in range(2)] == ["car", "person"]
+    assert sel.detections.scores.tolist() == pytest.approx([0.9, 0.8])
+    np.testing.assert_allclose(sel.static_boxes, [[150, 100, 160, 110], [0, 60, 20, 120]])
+    np.testing.assert_allclose(sel.boxes, [[8, 8, 32, 32], [68, 8, 92, 32], [150, 100, 160, 110], [0, 60, 20, 120]])
+    np.testing.assert_array_equal(sel.mask(), roi_mask_from_detections(d, (H, W), cfg))
+    np.testing.assert_array_equal(sel.mask(), rasterise_boxes(sel.boxes, H, W))
+    assert not sel.empty
+    assert select_roi(None, (H, W), RoiMaskConfig()).empty
+    assert select_roi(d, (H, W), RoiMaskConfig(classes=("bus",))).empty
+
+
+def test_box_pixel_bounds_cover_every_touched_pixel_and_clip():
+    assert box_pixel_bounds((1.4, 0.0, 3.6, 2.0), 4, 6) == (1, 0, 4, 2)
+    assert box_pixel_bounds((-10, -10, 100, 1.0), 4, 6) == (0, 0, 6, 1)
+    c0, r0, c1, r1 = box_pixel_bounds((7, 1, 9, 2), 4, 6)  # entirely right of the frame: empty
+    assert c1 <= c0
+
+
+def test_parse_classes_from_command_line_text():
+    assert parse_classes("car, person,2") == ("car", "person", 2)
+    assert parse_classes("ALL") is None
+    assert parse_classes("traffic light") == ("traffic light",)
+    with pytest.raises(ValueError, match="no ROI classes"):
+        parse_classes(" , ")
+
+
+def test_overlay_colours_exactly_the_selected_boxes():
+    from roi_codec_ros.detector.overlay import OTHER_COLOR, ROI_COLOR, draw_overlay
+
+    d = dets([[10, 50, 40, 90], [100, 50, 130, 90]], [2, 56], [0.9, 0.9])  # a car (ROI class) and a chair
+    cfg = RoiMaskConfig(margin_px=0)
+    picture = draw_overlay(np.zeros((H, W, 3), np.uint8), d, roi_mask_from_detections(d, (H, W), cfg), cfg)
+    assert tuple(picture[70, 10]) == ROI_COLOR  # left edge of the car's box
+    assert tuple(picture[70, 100]) == OTHER_COLOR  # left edge of the chair's box

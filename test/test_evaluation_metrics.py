@@ -68,15 +68,21 @@ def test_no_roi_gives_nan_roi_and_background_equal_to_whole():
     assert q.roi_fraction == 0.0
 
 
-def test_boxes_to_mask_takes_pixels_whose_centre_is_inside():
+def test_boxes_to_mask_is_the_codec_rasteriser():
+    """The region metrics measure the pixels the codec was told are ROI: every pixel a box touches."""
+    from roi_codec_ros.detector import rasterise_boxes
+
     mask = boxes_to_mask(np.array([[1.4, 0.0, 3.6, 2.0]]), (4, 6))
-    # centres 1.5, 2.5, 3.5 are inside [1.4, 3.6); rows 0, 1
+    # columns 1..3 (touched by 1.4..3.6), rows 0, 1
     expected = np.zeros((4, 6), bool)
     expected[0:2, 1:4] = True
     np.testing.assert_array_equal(mask, expected)
+    boxes = np.array([[0.2, 1.7, 2.1, 3.0], [4.5, 0.5, 5.5, 1.5]])
+    np.testing.assert_array_equal(boxes_to_mask(boxes, (4, 6)), rasterise_boxes(boxes, 4, 6) > 0)
     clipped = boxes_to_mask(np.array([[-10, -10, 100, 1.0]]), (4, 6))
     assert clipped[0].all() and not clipped[1:].any()
-    assert not boxes_to_mask(np.zeros((0, 4)), (4, 6)).any()
+    assert not boxes_to_mask(np.zeros((0, 4)), (4, 6)).any() and not boxes_to_mask(None, (4, 6)).any()
+    assert boxes_to_mask(boxes, (4, 6)).dtype == bool
 
 
 @pytest.mark.parametrize("height, width", [(200, 240), (203, 245)])  # even and odd sizes at every scale

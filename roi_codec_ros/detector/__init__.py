@@ -2,9 +2,10 @@
 
     frame -> DetectorAdapter (letterbox, one forward pass, hooks on the Detect inputs)
           -> DetectorResult(features=[f8, f16, f32] frame-aligned, detections in frame pixels, latency_ms, geometry)
-          -> roi_mask_from_detections(detections, (H, W), RoiMaskConfig(...)) -> HxW float32 mask in [0, 1]
+          -> select_roi(detections, (H, W), RoiMaskConfig(...)) -> RoiSelection: selected detections, static boxes,
+             every ROI box, .mask() -> HxW float32 mask in [0, 1]   (roi_mask_from_detections = select_roi().mask())
 
-Boxes from elsewhere (another node) enter as ``Detections.from_boxes(...)`` and share the mask code.
+Boxes from elsewhere (another node, hand-placed) enter as ``Detections.from_boxes(...)`` and share the ROI rule.
 """
 from .adapter import (
     WEIGHTS_ENV,
@@ -20,9 +21,15 @@ from .geometry import LetterboxGeometry, crop_features_to_frame, letterbox
 from .roi_mask import (
     DEFAULT_ROI_CLASSES,
     RoiMaskConfig,
+    RoiSelection,
+    box_pixel_bounds,
+    parse_classes,
     rasterise_boxes,
     roi_boxes,
+    roi_keep,
     roi_mask_from_detections,
+    select_detections,
+    select_roi,
     selected_class_ids,
     unknown_classes,
 )
@@ -36,6 +43,9 @@ __all__ = [
     "Detections",
     "LetterboxGeometry",
     "RoiMaskConfig",
+    "RoiSelection",
+    "box_pixel_bounds",
+    "parse_classes",
     "rasterise_boxes",
     "crop_features_to_frame",
     "default_weights_path",
@@ -43,7 +53,10 @@ __all__ = [
     "letterbox",
     "resolve_device",
     "roi_boxes",
+    "roi_keep",
     "roi_mask_from_detections",
+    "select_detections",
+    "select_roi",
     "selected_class_ids",
     "unknown_classes",
 ]

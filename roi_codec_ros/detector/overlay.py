@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .detections import Detections
-from .roi_mask import RoiMaskConfig, selected_class_ids
+from .roi_mask import RoiMaskConfig, roi_keep
 
 ROI_COLOR = (255, 140, 0)  # RGB orange: boxes that feed the ROI mask
 OTHER_COLOR = (170, 170, 170)  # grey: detected, but not an ROI class / below the ROI confidence
@@ -35,14 +35,13 @@ def draw_overlay(
     thick = max(1, round(max(h, w) / 600))
     cv2.drawContours(out, contours, -1, MASK_TINT, thick)
 
-    ids = selected_class_ids(detections.names, config.classes)
+    in_roi = roi_keep(detections, config)
     font_scale = max(0.35, max(h, w) / 1600)
     order = np.argsort(detections.scores)  # strongest drawn last (on top)
     for i in order:
-        in_roi = detections.scores[i] >= config.confidence and (ids is None or int(detections.class_ids[i]) in ids)
-        color = ROI_COLOR if in_roi else OTHER_COLOR
+        color = ROI_COLOR if in_roi[i] else OTHER_COLOR
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections.boxes[i])
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick + (1 if in_roi else 0))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick + (1 if in_roi[i] else 0))
         text = f"{detections.label(i)} {detections.scores[i]:.2f}"
         (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         ty = y1 - 2 if y1 - th - base_line - 2 >= 0 else y1 + th + 2

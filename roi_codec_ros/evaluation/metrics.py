@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from roi_codec_ros.detector.roi_mask import rasterise_boxes
+
 MAX_VALUE = 255.0
 # PSNR of two identical regions is infinite; report this instead so means and JSON stay finite.
 PSNR_CAP_DB = 100.0
@@ -61,18 +63,13 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray |
 def boxes_to_mask(boxes: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """Hard ROI mask (HxW bool) of the union of ``boxes`` ((K,4) xyxy in pixels).
 
-    A pixel belongs to a box when its centre lies inside it: columns ``ceil(x1-0.5) .. ceil(x2-0.5)-1``.
+    The codec's own rasteriser (``detector.roi_mask.rasterise_boxes``: every pixel a box touches), so the region
+    metrics measure exactly the pixels the codec was told are ROI.
     """
     height, width = shape
-    mask = np.zeros((height, width), dtype=bool)
-    if boxes is None or len(boxes) == 0:
-        return mask
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    for x1, y1, x2, y2 in boxes:
-        c1, c2 = (int(np.clip(math.ceil(v - 0.5), 0, width)) for v in (x1, x2))
-        r1, r2 = (int(np.clip(math.ceil(v - 0.5), 0, height)) for v in (y1, y2))
-        mask[r1:r2, c1:c2] = True
-    return mask
+    if boxes is None:
+        return np.zeros((height, width), dtype=bool)
+    return rasterise_boxes(boxes, height, width) > 0
 
 
 def mse(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = None) -> float:

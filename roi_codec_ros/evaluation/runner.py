@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from roi_codec_ros.detector.roi_mask import RoiMaskConfig, select_detections, select_roi
+
 from .baselines import Codec
 from .metrics import FrameQuality, bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality
 from .task import MatchCounts, match_detections
@@ -81,33 +83,23 @@ class RoiSource:
         if mode == "detector" and detector is None:
             raise ValueError("ROI source 'detector' needs a detector (DetectorAdapter)")
         self.mode, self.detector = mode, detector
-        if detector is not None and roi_config is None:
-            from roi_codec_ros.detector import RoiMaskConfig
-
-            roi_config = RoiMaskConfig()
-        self.roi_config = roi_config
+        self.roi_config = RoiMaskConfig() if detector is not None and roi_config is None else roi_config
 
     def task_filter(self, detections):
-        """Detections of the ROI classes above the ROI confidence, unchanged boxes (the task-metric objects)."""
-        from roi_codec_ros.detector import selected_class_ids
-
-        keep = detections.scores >= self.roi_config.confidence
-        ids = selected_class_ids(detections.names, self.roi_config.classes)
-        if ids is not None:
-            keep &= np.isin(detections.class_ids, list(ids))
-        return detections.select(keep)
+        """Detections of the ROI classes at or above the ROI confidence, unchanged boxes (the task-metric objects)."""
+        return select_detections(detections, self.roi_config)
 
     def __call__(self, frame: Frame) -> FrameContext:
         features = reference = None
         shape = frame.image.shape[:2]
         boxes = np.zeros((0, 4))
         if self.detector is not None:
-            from roi_codec_ros.detector import roi_boxes
-
             result = self.detector(frame.image)
-            features, reference = result.features, self.task_filter(result.detections)
+            features = result.features
+            selection = select_roi(result.detections, shape, self.roi_config)
+            reference = selection.detections
             if self.mode == "detector":
-                boxes = roi_boxes(result.detections, shape, self.roi_config)
+                boxes = selection.boxes
         if self.mode == "frame" and frame.boxes is not None:
             boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
         return FrameContext(boxes=boxes, features=features, reference=reference)

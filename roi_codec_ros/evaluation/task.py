@@ -15,18 +15,13 @@ IOU_THRESHOLD = 0.5
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    """IoU matrix (len(a), len(b)) of xyxy boxes (``torchvision.ops.box_iou``; 0 where both boxes are empty)."""
+    import torch
+    from torchvision.ops import box_iou as torch_box_iou
+
+    a = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
+    b = torch.as_tensor(np.asarray(b, np.float64).reshape(-1, 4))
+    return torch.nan_to_num(torch_box_iou(a, b), nan=0.0).numpy()
 
 
 @dataclass
