@@ -19,14 +19,12 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO_ROOT / ".yolo_config"))
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 
-def shared_path(*parts: str) -> Path:
-    """A file in the team's research data (../shared); tests using it must skip when it is absent."""
-    return REPO_ROOT.parent.joinpath("shared", *parts)
-
-
 @pytest.fixture(scope="session")
 def detector_weights() -> Path:
-    path = Path(os.environ.get("ROI_CODEC_DETECTOR_WEIGHTS") or shared_path("models", "yolov8n_coco.pt"))
+    """The real detector weights (COCO YOLOv8n): ``$ROI_CODEC_DETECTOR_WEIGHTS``, else the team's development copy
+    in ``../shared`` beside the repository. The one place in the tests that knows ``../shared``; a test that
+    needs real weights takes this fixture and skips without them."""
+    path = Path(os.environ.get("ROI_CODEC_DETECTOR_WEIGHTS") or REPO_ROOT.parent / "shared" / "models" / "yolov8n_coco.pt")
     if not path.is_file():
         pytest.skip(f"real detector weights not available ({path})")
     return path

@@ -1,11 +1,9 @@
 """Detector adapter: hooks, frame-aligned features, detections, weights handling, threads.
 
 Shapes and geometry use an untrained model built from ultralytics' bundled yolov8n.yaml; the test with real
-weights (COCO YOLOv8n) skips when they are absent (``$ROI_CODEC_DETECTOR_WEIGHTS`` or
-``../shared/models/yolov8n_coco.pt`` beside the repository).
+weights (COCO YOLOv8n) takes the ``detector_weights`` fixture (test/conftest.py) and skips when they are absent.
 """
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,12 @@ import torch
 from roi_codec_ros.detector import (
     DetectorAdapter,
     DetectorWeightsError,
+    default_weights_path,
     RoiMaskConfig,
     keep_torch_threads,
     roi_mask_from_detections,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_WEIGHTS = Path(os.environ.get("ROI_CODEC_DETECTOR_WEIGHTS") or REPO / ".." / "shared" / "models" / "yolov8n_coco.pt")
-needs_real_weights = pytest.mark.skipif(not REAL_WEIGHTS.is_file(), reason=f"real detector weights absent ({REAL_WEIGHTS})")
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +150,21 @@ def test_missing_weights_fail_with_instructions(monkeypatch, tmp_path):
         DetectorAdapter.from_weights(bad)
 
 
+def test_default_weights_come_from_the_environment_only(monkeypatch, tmp_path):
+    """The library knows no development layout: no variable, no weights (and a message saying how to set them)."""
+    monkeypatch.delenv("ROI_CODEC_DETECTOR_WEIGHTS", raising=False)
+    monkeypatch.setenv("ROI_CODEC_ROOT", str(tmp_path / "repo"))
+    (tmp_path / "shared" / "models").mkdir(parents=True)
+    (tmp_path / "shared" / "models" / "yolov8n_coco.pt").write_bytes(b"beside the repository")
+    assert default_weights_path() is None
+    with pytest.raises(DetectorWeightsError, match="ROI_CODEC_DETECTOR_WEIGHTS is not set"):
+        DetectorAdapter.from_weights(None)
+    monkeypatch.setenv("ROI_CODEC_DETECTOR_WEIGHTS", str(tmp_path / "vehicle.pt"))
+    assert default_weights_path() == tmp_path / "vehicle.pt"
+    source = (Path(__file__).resolve().parents[1] / "roi_codec_ros" / "detector" / "adapter.py").read_text()
+    assert "shared" not in source
+
+
 def test_from_weights_loads_a_checkpoint_and_records_its_sha256(tmp_path, monkeypatch):
     from ultralytics.nn.tasks import DetectionModel
 
@@ -185,10 +196,9 @@ def test_auto_device_and_cuda_refused_clearly_when_absent():
     assert torch.get_num_threads() == before  # building (ultralytics code) leaves torch's threads alone
 
 
-@needs_real_weights
-def test_real_weights_on_bus_match_ultralytics_predict():
-    det = DetectorAdapter.from_weights(REAL_WEIGHTS)
-    assert det.weights_sha256 == hashlib.sha256(REAL_WEIGHTS.read_bytes()).hexdigest()
+def test_real_weights_on_bus_match_ultralytics_predict(detector_weights):
+    det = DetectorAdapter.from_weights(detector_weights)
+    assert det.weights_sha256 == hashlib.sha256(detector_weights.read_bytes()).hexdigest()
     image = bus_image()  # 1080x810
     res = det(image)
     names = [res.detections.label(i) for i in range(len(res.detections))]
@@ -199,7 +209,7 @@ def test_real_weights_on_bus_match_ultralytics_predict():
     from ultralytics import YOLO
 
     with keep_torch_threads():
-        ref = YOLO(str(REAL_WEIGHTS)).predict(image[..., ::-1].copy(), verbose=False, device="cpu")[0]
+        ref = YOLO(str(detector_weights)).predict(image[..., ::-1].copy(), verbose=False, device="cpu")[0]
     ref_boxes = ref.boxes.xyxy.numpy()
     assert len(ref_boxes) == len(res.detections)
     order = np.argsort(-ref.boxes.conf.numpy())

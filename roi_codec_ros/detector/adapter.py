@@ -18,7 +18,6 @@ so the boxes match ``predict()`` on the same image.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
@@ -30,14 +29,13 @@ import numpy as np
 import torch
 
 from roi_codec_ros.devices import resolve_device
+from roi_codec_ros.files import file_sha256
 
 from .detections import Detections
 from .geometry import LetterboxGeometry, check_image, crop_features_to_frame, letterbox
 from .roi_mask import RoiMaskConfig, roi_mask_from_detections
 
 WEIGHTS_ENV = "ROI_CODEC_DETECTOR_WEIGHTS"
-# Development weights (COCO YOLOv8n) live next to the repository, never inside it.
-DEV_WEIGHTS_RELPATH = Path("..") / "shared" / "models" / "yolov8n_coco.pt"
 
 
 class DetectorWeightsError(FileNotFoundError):
@@ -45,33 +43,23 @@ class DetectorWeightsError(FileNotFoundError):
 
 
 def _how_to_provide(path: str | os.PathLike | None) -> str:
-    what = f"Detector weights not found: {str(path)!r}." if path else "No detector weights given."
+    what = f"Detector weights not found: {str(path)!r}." if path else f"No detector weights given and {WEIGHTS_ENV} is not set."
     return (
         f"{what} The adapter reuses the vehicle's own YOLO (ultralytics) weights; provide a .pt file with "
         f"`roi-codec detect --weights PATH` / `DetectorAdapter.from_weights(PATH)`, or set {WEIGHTS_ENV}=PATH. "
-        f"For development, COCO YOLOv8n weights are at {DEV_WEIGHTS_RELPATH} (relative to the repository root). "
         "Official weights by name (e.g. 'yolov8n.pt') are downloaded only with allow_download=True and network "
         "access (YOLO_OFFLINE unset). An untrained model for tests is built only on request: "
         "DetectorAdapter.random_init('yolov8n.yaml')."
     )
 
 
-def default_weights_path(repo_root: str | os.PathLike | None = None) -> Path | None:
-    """Weights from ``$ROI_CODEC_DETECTOR_WEIGHTS``, else the development weights beside the repo, else None."""
+def default_weights_path() -> Path | None:
+    """The deployment's detector weights, ``$ROI_CODEC_DETECTOR_WEIGHTS``, or None when it is not set.
+
+    The package never guesses a path: which detector a vehicle runs is configuration, not a file layout.
+    """
     env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        return Path(env)
-    root = Path(repo_root) if repo_root else Path(os.environ.get("ROI_CODEC_ROOT", Path(__file__).resolve().parents[2]))
-    candidate = root / DEV_WEIGHTS_RELPATH
-    return candidate if candidate.is_file() else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return Path(env) if env else None
 
 
 @contextlib.contextmanager
@@ -188,7 +176,7 @@ class DetectorAdapter:
         Raises ``DetectorWeightsError`` (a FileNotFoundError) explaining how to provide weights when the file is
         missing; never falls back to an untrained model.
         """
-        path = path if path is not None else os.environ.get(WEIGHTS_ENV) or None
+        path = path if path is not None else default_weights_path()
         if path is None:
             raise DetectorWeightsError(_how_to_provide(None))
         p = Path(path)
