@@ -1,16 +1,11 @@
 """``roi-codec detect``: overlays + detections.json from images or folders."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from roi_codec_ros.detector.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
-REAL_WEIGHTS = Path(os.environ.get("ROI_CODEC_DETECTOR_WEIGHTS") or REPO / ".." / "shared" / "models" / "yolov8n_coco.pt")
+from roi_codec_ros.cli.detect import main
 
 
 @pytest.fixture()
@@ -53,6 +48,9 @@ def test_missing_weights_and_bad_arguments_exit_2(images, tmp_path, capsys, monk
     assert main(["detect", str(images), "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "Detector weights not found" in err and "--weights" in err
+    assert main(["detect", str(images), "--out", str(tmp_path / "o")]) == 2  # no --weights, no variable
+    assert "ROI_CODEC_DETECTOR_WEIGHTS is not set" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     assert main(["detect", str(tmp_path / "missing_dir"), "--random-init", "yolov8n.yaml", "--out", str(tmp_path)]) == 2
     assert "no such image" in capsys.readouterr().err
     empty = tmp_path / "empty"
@@ -62,12 +60,11 @@ def test_missing_weights_and_bad_arguments_exit_2(images, tmp_path, capsys, monk
         main(["detect", str(images), "--out", str(tmp_path), "--static-box", "1,2,3"])
 
 
-@pytest.mark.skipif(not REAL_WEIGHTS.is_file(), reason=f"real detector weights absent ({REAL_WEIGHTS})")
-def test_real_weights_overlay_of_bus(tmp_path):
+def test_real_weights_overlay_of_bus(tmp_path, detector_weights):
     from ultralytics.utils import ASSETS
 
     out = tmp_path / "out"
-    assert main(["detect", str(ASSETS / "bus.jpg"), "--weights", str(REAL_WEIGHTS), "--out", str(out)]) == 0
+    assert main(["detect", str(ASSETS / "bus.jpg"), "--weights", str(detector_weights), "--out", str(out)]) == 0
     summary = json.loads((out / "detections.json").read_text())
     names = [d["name"] for d in summary["images"][0]["detections"]]
     assert "bus" in names and "person" in names

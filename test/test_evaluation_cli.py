@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from roi_codec_ros.detector import Detections
-from roi_codec_ros.evaluation import cli
+from roi_codec_ros.cli import evaluate as cli
 from roi_codec_ros.evaluation.baselines import Codec, JpegCodec, VideoIntraCodec
 from roi_codec_ros.evaluation.frames import iter_folder_frames, read_label_boxes
 from roi_codec_ros.evaluation.runner import Frame, RoiSource, evaluate, summarize

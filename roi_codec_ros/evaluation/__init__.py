@@ -7,7 +7,7 @@
 Modules: ``metrics`` (PSNR, MS-SSIM, bpp), ``bdrate`` (Bjøntegaard, PCHIP), ``baselines`` (JPEG, WebP, x264,
 x265, x264+ROI), ``ours`` (RoiCodec adapter), ``runner`` (evaluate, summarize), ``task`` (detections on decoded vs
 original frames), ``report``, ``frames`` (image folders, label files), ``bags`` (rosbag2 read/write, make-bag),
-``cli`` (``roi-codec eval | eval-bag | make-bag``). No ROS imports: pure file processing.
+The command line (``roi-codec eval | eval-bag | make-bag``) is ``roi_codec_ros.cli.evaluate``. No ROS imports.
 """
 from .bdrate import BdError, bd_psnr, bd_rate
 from .metrics import bitrate_bps, bits_per_pixel, boxes_to_mask, frame_quality, ms_ssim, psnr

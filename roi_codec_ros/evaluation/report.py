@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from roi_codec_ros.files import atomic_path, write_text_atomic
+
 from .bdrate import bd_psnr, bd_rate, try_bd
 
 # (summary key, label) of the quality axes that get a BD column and a plot
@@ -169,7 +171,8 @@ def rd_plot(summary: Sequence[dict], quality: str, path: Path, title: str) -> Pa
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 
@@ -209,11 +212,12 @@ def write_report(
             path = rd_plot(summary, quality, out / PLOT_FILES[quality], f"{label} PSNR vs bpp — {meta.get('title', '')}")
             written[PLOT_FILES[quality]] = path
             plot_links[f"{label} PSNR vs bpp"] = path.name
-    (out / "report.json").write_text(
+    write_text_atomic(
+        out / "report.json",
         json.dumps(_json_safe({"meta": meta, "summary": list(summary), "bd": bd_rows, "roi_weight_gains": gains,
-                               "records": list(records)}), indent=1)
+                               "records": list(records)}), indent=1),
     )
     written["report.json"] = out / "report.json"
-    (out / "report.md").write_text(markdown_report(meta, summary, bd_rows, plot_links, gains))
+    write_text_atomic(out / "report.md", markdown_report(meta, summary, bd_rows, plot_links, gains))
     written["report.md"] = out / "report.md"
     return written

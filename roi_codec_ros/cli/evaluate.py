@@ -18,20 +18,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from .baselines import baseline_sweep
-from .ours import DEFAULT_RATES, DEFAULT_ROI_WEIGHTS, load_roi_codec, ours_grid
-from .report import families, write_report
-from .runner import RoiSource, evaluate, records_as_dicts, summarize
+from roi_codec_ros.evaluation.baselines import baseline_sweep
+from roi_codec_ros.evaluation.ours import DEFAULT_RATES, DEFAULT_ROI_WEIGHTS, load_roi_codec, ours_grid
+from roi_codec_ros.evaluation.report import families, write_report
+from roi_codec_ros.evaluation.runner import RoiSource, evaluate, records_as_dicts, summarize
+
+from .common import float_list
 
 BASELINES = ("jpeg", "webp", "x264", "x264-444", "x265", "x265-444", "x264-roi")
 PREFERRED_ANCHOR = "JPEG"
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
 
 
 def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> list:
@@ -58,7 +53,10 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
                 key, value = ("q" if name in ("jpeg", "webp") else "crf"), part
             key = key.strip().lower()
             if key in ("q", "quality", "crf") and not (name.startswith("x26") and key == "q"):
-                values = [int(v) if name in ("jpeg", "webp") else v for v in _floats(value)]
+                try:
+                    values = [int(v) if name in ("jpeg", "webp") else v for v in float_list(value)]
+                except argparse.ArgumentTypeError as exc:
+                    raise ValueError(f"codec spec {spec!r}: {exc}") from exc
             elif key in ("q", "roi_qoffset"):
                 kwargs["roi_qoffset"] = float(value)
             elif key in ("bg", "bg_qoffset"):
@@ -79,13 +77,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("codecs")
     g.add_argument("--codec", action="append", metavar="SPEC",
                    help="codec spec, repeatable (default: baselines); see the spec list at the top of --help")
-    g.add_argument("--rates", type=_floats, default=list(DEFAULT_RATES), help="our codec's rates (default: %(default)s)")
-    g.add_argument("--roi-weights", type=_floats, default=list(DEFAULT_ROI_WEIGHTS),
+    g.add_argument("--rates", type=float_list, default=list(DEFAULT_RATES), help="our codec's rates (default: %(default)s)")
+    g.add_argument("--roi-weights", type=float_list, default=list(DEFAULT_ROI_WEIGHTS),
                    help="our codec's ROI weights alpha, one RD curve each (default: %(default)s)")
     g.add_argument("--device", default="cpu", help="torch device for our codec and the detector (default: cpu)")
     g = parser.add_argument_group("ROI and detector")
     g.add_argument("--detector", metavar="WEIGHTS",
-                   help="ultralytics YOLO .pt (default: $ROI_CODEC_DETECTOR_WEIGHTS, else ../shared/models/yolov8n_coco.pt)")
+                   help="ultralytics YOLO .pt (default: $ROI_CODEC_DETECTOR_WEIGHTS; none: no detector)")
+    g.add_argument("--strict-detector", action="store_true",
+                   help="fail (instead of warning) when the detector is not the one our codec was trained with")
     g.add_argument("--no-detector", action="store_true", help="never run a detector (no features, no task metric)")
     g.add_argument("--roi-classes", default=None,
                    help="comma-separated ROI class names, 'all' = every class (default: the RoiMaskConfig road users)")
@@ -158,11 +158,11 @@ def _detector(args, required: bool):
 
 
 def _roi_config(args):
-    from roi_codec_ros.detector import RoiMaskConfig
+    from roi_codec_ros.detector import RoiMaskConfig, parse_classes
 
     values = {}
     if args.roi_classes:
-        values["classes"] = None if args.roi_classes == "all" else tuple(c.strip() for c in args.roi_classes.split(","))
+        values["classes"] = parse_classes(args.roi_classes)
     if args.roi_confidence is not None:
         values["confidence"] = args.roi_confidence
     if args.roi_margin is not None:
@@ -170,17 +170,21 @@ def _roi_config(args):
     return RoiMaskConfig(**values)
 
 
-def _check_detector_match(codecs, detector) -> None:
+def _check_detector_match(codecs, detector, strict: bool = False) -> None:
+    """Warn (or fail when strict) for every model of ours that was trained with another detector."""
+    from roi_codec_ros.codec.checkpoint import check_detector_match
+
+    if detector is None:
+        return
     for codec in {id(c.codec): c.codec for c in codecs if hasattr(c, "roi_weight")}.values():
-        trained = codec.detector_sha256
-        if detector is not None and trained and detector.detector_id != f"sha256:{trained}":
-            logging.warning("our codec was trained with detector sha256:%s but the evaluation runs %s",
-                            trained[:12], detector.detector_id[:19])
+        problem = check_detector_match(codec.info, detector.detector_id, strict=strict, warn=False)
+        if problem:
+            logging.warning("%s: %s (--strict-detector makes this an error)", codec.info.get("path", "our codec"), problem)
 
 
 def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, on_result=None) -> int:
     codecs = build_codecs(args.codec or ["baselines"], args.rates, args.roi_weights, device=args.device)
-    _check_detector_match(codecs, detector)
+    _check_detector_match(codecs, detector, args.strict_detector)
     roi_config = _roi_config(args) if detector is not None or roi_mode == "detector" else None
     roi_source = RoiSource(roi_mode, detector=detector, roi_config=roi_config)
     records = evaluate(
@@ -206,7 +210,7 @@ def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, o
 
 
 def _main_eval(args) -> int:
-    from .frames import count_folder_frames, iter_folder_frames
+    from roi_codec_ros.evaluation.frames import count_folder_frames, iter_folder_frames
 
     mode = args.roi
     if mode == "auto":
@@ -225,7 +229,7 @@ def _main_eval(args) -> int:
 
 
 def _main_eval_bag(args) -> int:
-    from .bags import EvalBagWriter, image_topic_info, iter_bag_frames
+    from roi_codec_ros.evaluation.bags import EvalBagWriter, image_topic_info, iter_bag_frames
 
     info = image_topic_info(args.bag, args.topic)
     mode = args.roi
@@ -259,7 +263,7 @@ def _main_eval_bag(args) -> int:
 
 
 def _main_make_bag(args) -> int:
-    from .bags import make_bag
+    from roi_codec_ros.evaluation.bags import make_bag
 
     count = make_bag(args.source, args.out, rate=args.rate, topic=args.topic, frame_id=args.frame_id,
                      storage=args.storage, max_frames=args.max_frames, progress=not args.quiet)
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval-bag":
             return _main_eval_bag(args)
         return _main_make_bag(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         print(f"roi-codec {args.command}: error: {err}", file=sys.stderr)
         return 2
 
