@@ -188,27 +188,91 @@ def test_a_run_that_keeps_diverging_stops_without_saving_nan(tmp_path, monkeypat
     _write_images(tmp_path / "images", 4)
     from roi_codec_ros.training.trainer import train
 
-    _poison_losses(monkeypatch, set(range(100)))
-    with pytest.raises(FloatingPointError, match="consecutive steps with non-finite gradients"):
-        train(TrainConfig.from_dict(_tiny_config(tmp_path, steps=30, max_nonfinite_steps=3)))
+    data = _tiny_config(tmp_path, steps=30, max_nonfinite_steps=3, stop_after=2, checkpoint_minutes=60)
+    train(TrainConfig.from_dict(data))  # a good session: the checkpoint of step 2
     checkpoint = tmp_path / "run" / "last.pt"
-    if checkpoint.exists():  # whatever was saved before the stop holds finite weights only
-        state = torch.load(checkpoint, weights_only=False)
-        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    good = torch.load(checkpoint, weights_only=False)
+    assert good["step"] == 2
+    _poison_losses(monkeypatch, set(range(100)))
+    data["stop_after"] = None
+    with pytest.raises(FloatingPointError, match="consecutive steps with non-finite gradients.*last.pt"):
+        train(TrainConfig.from_dict(data))  # resumes at step 2, every step from then on is non-finite
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["step"] == 2  # the last good checkpoint is kept, not overwritten
+    for name, value in state["model"].items():
+        assert torch.equal(value, good["model"][name]), name
+        assert not value.is_floating_point() or torch.isfinite(value).all(), name
 
 
-def test_ddp_two_processes_gloo(tmp_path):
+# Runs under torchrun: records each rank's Run (initial and final weights, steps) around the normal CLI command.
+DDP_RECORDER = """
+import os, sys
+import torch
+import roi_codec_ros.training.trainer as trainer
+from roi_codec_ros.cli import main
+
+runs = []
+
+class RecordingRun(trainer.Run):
+    def resume_or_init(self):
+        super().resume_or_init()
+        self.initial = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        runs.append(self)
+
+trainer.Run = RecordingRun
+code = main(["train", "--config", sys.argv[1]])
+run = runs[0]
+torch.save({"rank": run.rank, "world": run.world, "step": run.step, "initial": run.initial,
+            "final": {k: v.detach().clone() for k, v in run.model.named_parameters()}},
+           os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.pt"))
+sys.exit(code)
+"""
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """Two gloo ranks train 2 steps through ``roi-codec train``; each rank's Run is recorded (DDP_RECORDER)."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
     _write_images(tmp_path / "images", 6)
     cfg_path = tmp_path / "ddp.yaml"
-    cfg_path.write_text(yaml.safe_dump(_tiny_config(tmp_path, steps=2, device="cpu", threads=1)))
+    cfg_path.write_text(yaml.safe_dump(_tiny_config(tmp_path, steps=2, device="cpu", threads=1, log_every=1)))
+    recorder = tmp_path / "record_ranks.py"
+    recorder.write_text(DDP_RECORDER)
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={29500 + os.getpid() % 1000}", "-m", "roi_codec_ros.cli", "train", "--config", str(cfg_path),
+        f"--master_port={29500 + os.getpid() % 1000}", str(recorder), str(cfg_path), str(tmp_path),
     ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path, [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
+def test_ddp_two_processes_gloo(ddp_run):
+    """Both ranks train the same number of steps with finite results; rank 0 alone saves and logs."""
+    tmp_path, ranks = ddp_run
+    assert [(r["rank"], r["world"], r["step"]) for r in ranks] == [(0, 2, 2), (1, 2, 2)]
+    for rank in ranks:
+        assert all(torch.isfinite(v).all() for v in rank["final"].values())
+        changed = [n for n, v in rank["initial"].items() if not torch.equal(v, rank["final"][n])]
+        assert len(changed) > len(rank["initial"]) // 2  # this rank trained
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert state["step"] == 2
+    for name, value in ranks[0]["final"].items():
+        assert torch.equal(state["model"][name], value), name
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
-    assert rows  # only rank 0 logs
+    assert [r["step"] for r in rows] == ["1", "2"]  # one writer (rank 0): no duplicate rows
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "trainer.train wraps the model in DistributedDataParallel without find_unused_parameters: the entropy "
+    "bottlenecks' quantiles get no gradient from the RD loss, so DDP's gradient bucket is only all-reduced "
+    "during the aux-loss backward, after optimizer.step() - each rank steps with its own gradient. "
+    "DistributedDataParallel(run.model, find_unused_parameters=True) makes the gradients equal (checked by hand); "
+    "remove this marker with that fix"))
+def test_ddp_ranks_end_with_identical_weights(ddp_run):
+    """DDP starts every rank from rank 0's weights and averages the gradients: the ranks must stay identical."""
+    _, ranks = ddp_run
+    differ = [n for n in ranks[0]["final"] if not torch.equal(ranks[0]["final"][n], ranks[1]["final"][n])]
+    assert not differ, f"{len(differ)} of {len(ranks[0]['final'])} parameters differ between the ranks, e.g. {differ[:3]}"
