@@ -1,6 +1,7 @@
-"""pip/setuptools install of the Python package (console scripts land in bin/).
+"""pip/setuptools install of the Python package (console scripts land in bin/), for the pip-only setup.
 
-In a colcon workspace the package is built by CMakeLists.txt (ament_cmake + rosidl); see README.
+In a colcon workspace the package is built by CMakeLists.txt (ament_cmake + rosidl); see docs/packaging.md.
+roi-launch/roi-param (launch and param CLIs for the pip-only setup) are not here: dev/roi_codec_devtools.
 """
 from setuptools import find_packages, setup
 
@@ -20,8 +21,6 @@ setup(
             "encoder_node = roi_codec_ros.nodes.encoder_node:main",
             "decoder_node = roi_codec_ros.nodes.decoder_node:main",
             "frame_source = roi_codec_ros.nodes.source_node:main",
-            "roi-launch = roi_codec_ros.tools.launch_runner:main",
-            "roi-param = roi_codec_ros.tools.param_cli:main",
         ]
     },
 )

@@ -157,20 +157,6 @@ def test_settings_from_parameters():
         settings_from_parameters({**values, "roi.static_boxes": [10, 0, 0, 10]})
 
 
-def test_param_cli_value_conversion():
-    from rcl_interfaces.msg import ParameterType as T
-
-    from roi_codec_ros.tools.param_cli import ParamError, to_parameter_value, value_of
-
-    assert value_of(to_parameter_value(1, T.PARAMETER_DOUBLE)) == 1.0
-    assert value_of(to_parameter_value([0, 0, 5, 5.5], T.PARAMETER_DOUBLE_ARRAY)) == [0.0, 0.0, 5.0, 5.5]
-    assert value_of(to_parameter_value([], T.PARAMETER_DOUBLE_ARRAY)) == []
-    assert value_of(to_parameter_value(["car", 2], T.PARAMETER_STRING_ARRAY)) == ["car", "2"]
-    assert value_of(to_parameter_value(True, T.PARAMETER_BOOL)) is True
-    with pytest.raises(ParamError, match="not a string"):
-        to_parameter_value(3, T.PARAMETER_STRING)
-
-
 # -- frame sources ------------------------------------------------------------------------------------------
 def test_sources_bundled_folder_video_bag(tmp_path):
     import av
@@ -222,50 +208,6 @@ def test_source_errors(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(FrameSourceError, match="cannot open"):
         open_source(str(tmp_path / "bad.mp4"))
-
-
-# -- roi-launch (shim) on the real launch files --------------------------------------------------------------
-def _launch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "roi_codec_ros.tools.launch_runner", *args], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ), cwd=REPO)
-
-
-def test_launch_runner_dry_run_builds_ros_command_lines():
-    result = _launch("roi_codec_ros", "pipeline.launch.py", "--dry-run", "namespace:=cam", "fps:=3", "model_path:=random",
-                     "input:=/data/clip.mp4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    commands = [line for line in lines if not line.startswith(("#", " ", "/**"))]
-    assert [Path(c.split()[0]).name for c in commands] == ["frame_source", "encoder_node", "decoder_node"]
-    encoder = commands[1]
-    assert "-r __node:=encoder -r __ns:=/cam" in encoder
-    assert "share/roi_codec_ros/config/encoder.yaml" in encoder
-    assert encoder.index("encoder.yaml") < encoder.index("launch_params_")  # files in order: later wins
-    text = result.stdout
-    assert "    fps: 3\n" in text and "    input: /data/clip.mp4\n" in text and "    model_path: random\n" in text
-    assert "    overlay: true\n" in text  # substitution results are YAML-typed, as in launch_ros
-
-
-def test_launch_runner_arguments_and_errors(tmp_path):
-    shown = _launch("roi_codec_ros", "encoder.launch.py", "--show-args")
-    assert shown.returncode == 0 and "'model_path':" in shown.stdout and "FindPackageShare(pkg='roi_codec_ros')" in shown.stdout
-    remapped = _launch("roi_codec_ros", "encoder.launch.py", "--dry-run", "image:=/camera/image_raw")
-    assert "-r image:=/camera/image_raw -r compressed:=compressed" in remapped.stdout
-    missing = _launch("roi_codec_ros", "nope.launch.py")
-    assert missing.returncode == 2 and "was not found in the share directory" in missing.stdout
-    custom = tmp_path / "required.launch.py"
-    custom.write_text(
-        "from launch import LaunchDescription\n"
-        "from launch.actions import DeclareLaunchArgument\n"
-        "from launch.substitutions import LaunchConfiguration\n"
-        "from launch_ros.actions import Node\n"
-        "def generate_launch_description():\n"
-        "    return LaunchDescription([DeclareLaunchArgument('x', description='needed'),\n"
-        "        Node(package='roi_codec_ros', executable='encoder_node', parameters=[{'rate': LaunchConfiguration('x')}])])\n"
-    )
-    assert "missing required launch argument 'x'" in _launch(str(custom)).stdout
-    empty = _launch(str(custom), "--dry-run", "x:=")
-    assert empty.returncode == 2 and "empty value" in empty.stdout  # launch_ros rejects it the same way
 
 
 def test_frame_encoder_with_untrained_detector(random_codec):

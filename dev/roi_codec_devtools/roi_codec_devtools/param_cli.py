@@ -52,8 +52,12 @@ def value_of(parameter_value):
     return list(value) if parameter_value.type >= 5 else value
 
 
-def to_parameter_value(value, declared_type: int):
-    """ParameterValue for a Python value, converted to ``declared_type`` where that loses nothing."""
+def to_parameter_value(value, declared_type: int, dynamic: bool = False):
+    """ParameterValue for a Python value, converted to ``declared_type`` where that loses nothing.
+
+    ``dynamic``: the parameter is dynamically typed (``declared_type`` is then only its current type), so a
+    value of another type is sent as it is instead of being refused.
+    """
     from rcl_interfaces.msg import ParameterType, ParameterValue
 
     t = ParameterType
@@ -63,20 +67,24 @@ def to_parameter_value(value, declared_type: int):
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
         value = [float(v) for v in value]
-    elif declared_type == t.PARAMETER_STRING and isinstance(value, (int, float, bool)):
+    elif declared_type == t.PARAMETER_STRING and isinstance(value, (int, float, bool)) and not dynamic:
         raise ParamError(f"value {value!r} is not a string (quote it in YAML, e.g. \"'{value}'\")")
-    elif declared_type == t.PARAMETER_STRING_ARRAY and isinstance(value, list):
+    elif declared_type == t.PARAMETER_STRING_ARRAY and isinstance(value, list) and not dynamic:
         value = [str(v) for v in value]
     if value is None:
         raise ParamError("empty value")
     if isinstance(value, list) and not value:
         if declared_type not in (t.PARAMETER_DOUBLE_ARRAY, t.PARAMETER_INTEGER_ARRAY, t.PARAMETER_STRING_ARRAY, t.PARAMETER_BOOL_ARRAY):
-            raise ParamError("an empty list needs an array parameter")
-        out = ParameterValue(type=declared_type)
-        return out
+            raise ParamError("an empty list needs an array parameter (this one is not an array now)")
+        return ParameterValue(type=declared_type)
     from rclpy.parameter import Parameter
 
-    return Parameter("value", value=value).get_parameter_value()
+    try:
+        return Parameter("value", value=value).get_parameter_value()
+    except (TypeError, ValueError) as exc:
+        # e.g. "[nan, 0, 1, 1]": YAML reads a bare nan as text, so the list mixes strings and numbers
+        hint = " (YAML reads nan/inf as text; write .nan/.inf for numbers)" if isinstance(value, list) else ""
+        raise ParamError(f"value {value!r} is not a ROS parameter value: {exc}{hint}") from exc
 
 
 class ParamClient:
@@ -130,13 +138,25 @@ class ParamClient:
         req = self._types["describe_parameters"].Request(names=names)
         return list(self.call("describe_parameters", req).descriptors)
 
+    def describe_one(self, name: str):
+        """The descriptor of one parameter; ParamError (1) when the node has not declared it (rclpy then
+        answers with no descriptor at all, or one of type 'not set')."""
+        descriptors = self.describe([name])
+        if len(descriptors) != 1 or (descriptors[0].type == 0 and not descriptors[0].dynamic_typing):
+            raise ParamError(f"Parameter not declared: {name}")
+        return descriptors[0]
+
+    def get_one(self, name: str):
+        values = self.get([name])
+        if len(values) != 1 or values[0].type == 0:
+            raise ParamError(f"Parameter not set: {name}")
+        return values[0]
+
     def set(self, name: str, value) -> tuple[bool, str]:
         from rcl_interfaces.msg import Parameter as ParameterMsg
 
-        (descriptor,) = self.describe([name])
-        if descriptor.type == 0:
-            raise ParamError(f"parameter {name!r} is not declared on {self.target}")
-        msg = ParameterMsg(name=name, value=to_parameter_value(value, descriptor.type))
+        descriptor = self.describe_one(name)
+        msg = ParameterMsg(name=name, value=to_parameter_value(value, descriptor.type, descriptor.dynamic_typing))
         req = self._types["set_parameters"].Request(parameters=[msg])
         (result,) = self.call("set_parameters", req).results
         return bool(result.successful), result.reason
@@ -155,21 +175,20 @@ def _nest(flat: dict) -> dict:
 
 
 def _describe_text(descriptor) -> str:
+    """What `ros2 param describe` prints (ros2param/verb/describe.py), line for line."""
     lines = [f"Parameter name: {descriptor.name}", f"  Type: {_type_name(descriptor.type)}"]
     if descriptor.description:
         lines.append(f"  Description: {descriptor.description}")
-    constraints = []
+    lines.append("  Constraints:")
     if descriptor.read_only:
-        constraints.append("    Read only: true")
-    for r in descriptor.floating_point_range:
-        constraints.append(f"    Min value: {r.from_value}\n    Max value: {r.to_value}")
-    for r in descriptor.integer_range:
-        constraints.append(f"    Min value: {r.from_value}\n    Max value: {r.to_value}")
+        lines.append("    Read only: true")
+    ranges = list(descriptor.floating_point_range) + list(descriptor.integer_range)
+    if ranges:
+        lines += [f"    Min value: {ranges[0].from_value}", f"    Max value: {ranges[0].to_value}"]
+        if ranges[0].step:
+            lines.append(f"    Step: {ranges[0].step}")
     if descriptor.additional_constraints:
-        constraints.append(f"    {descriptor.additional_constraints}")
-    if constraints:
-        lines.append("  Constraints:")
-        lines += constraints
+        lines.append(f"    Additional constraints: {descriptor.additional_constraints}")
     return "\n".join(lines)
 
 
@@ -187,17 +206,10 @@ def run(args: argparse.Namespace) -> int:
             for name in client.list():
                 print(f"  {name}")
         elif args.command == "get":
-            (value,) = client.get([args.name])
-            if value.type == 0:
-                print(f"Parameter not set: {args.name}", file=sys.stderr)
-                return 1
+            value = client.get_one(args.name)
             print(f"{_FIELDS[value.type][1]}: {value_of(value)}")
         elif args.command == "describe":
-            (descriptor,) = client.describe([args.name])
-            if descriptor.type == 0:
-                print(f"Parameter not declared: {args.name}", file=sys.stderr)
-                return 1
-            print(_describe_text(descriptor))
+            print(_describe_text(client.describe_one(args.name)))
         elif args.command == "set":
             ok, reason = client.set(args.name, yaml.safe_load(args.value))
             if not ok:

@@ -20,7 +20,26 @@ class Substitution:
         raise NotImplementedError
 
     def describe(self) -> str:
+        """Human-readable form, the same text as launch's (``ros2 launch --show-args`` prints it)."""
         return type(self).__name__
+
+
+def normalize_to_list_of_substitutions(value) -> list:
+    """A string, a Substitution, or an iterable of those -> list of Substitutions (as launch.utilities)."""
+    from .substitutions import TextSubstitution
+
+    if isinstance(value, str):
+        return [TextSubstitution(text=value)]
+    if isinstance(value, Substitution):
+        return [value]
+    if isinstance(value, Iterable):
+        return [TextSubstitution(text=v) if isinstance(v, str) else v for v in value]
+    raise TypeError(f"expected a string, a Substitution or a list of them, got {value!r}")
+
+
+def describe_substitutions(substitutions) -> str:
+    """'a' + LaunchConfig('b') ...: how launch describes a list of substitutions."""
+    return " + ".join(s.describe() for s in normalize_to_list_of_substitutions(substitutions))
 
 
 def perform_substitutions(context: LaunchContext, value) -> str:

@@ -1,7 +1,7 @@
 """Shim of launch_ros.substitutions: FindPackageShare, FindPackagePrefix (via the ament index)."""
 from __future__ import annotations
 
-from launch.core import LaunchContext, Substitution, SubstitutionFailure, perform_substitutions
+from launch.core import LaunchContext, Substitution, SubstitutionFailure, describe_substitutions, perform_substitutions
 
 
 class FindPackagePrefix(Substitution):
@@ -17,9 +17,8 @@ class FindPackagePrefix(Substitution):
         except PackageNotFoundError as exc:
             raise SubstitutionFailure(f"package '{name}' not found on AMENT_PREFIX_PATH (run scripts/build_msgs.sh?)") from exc
 
-
     def describe(self) -> str:
-        return f"{type(self).__name__}(pkg='{self.package}')"
+        return f"{type(self).__name__}(pkg={describe_substitutions(self.package)})"
 
 
 class FindPackageShare(FindPackagePrefix):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .core import LaunchContext, Substitution, SubstitutionFailure, perform_substitutions
+from .core import LaunchContext, Substitution, SubstitutionFailure, describe_substitutions, perform_substitutions
 
 
 class TextSubstitution(Substitution):
@@ -12,6 +12,9 @@ class TextSubstitution(Substitution):
 
     def perform(self, context: LaunchContext) -> str:
         return self.text
+
+    def describe(self) -> str:
+        return f"'{self.text}'"
 
 
 class LaunchConfiguration(Substitution):
@@ -28,7 +31,7 @@ class LaunchConfiguration(Substitution):
         raise SubstitutionFailure(f"launch configuration '{name}' does not exist")
 
     def describe(self) -> str:
-        return f"LaunchConfig('{self.variable_name}')"
+        return f"LaunchConfig({describe_substitutions(self.variable_name)})"
 
 
 class PathJoinSubstitution(Substitution):
@@ -39,7 +42,7 @@ class PathJoinSubstitution(Substitution):
         return os.path.join(*(perform_substitutions(context, s) for s in self.substitutions))
 
     def describe(self) -> str:
-        return "/".join(s if isinstance(s, str) else s.describe() for s in self.substitutions)
+        return f"PathJoin('{describe_substitutions(self.substitutions)}')"
 
 
 class EnvironmentVariable(Substitution):
@@ -54,3 +57,6 @@ class EnvironmentVariable(Substitution):
         if self.default_value is None:
             raise SubstitutionFailure(f"environment variable '{name}' does not exist")
         return perform_substitutions(context, self.default_value)
+
+    def describe(self) -> str:
+        return f"EnvVar({describe_substitutions(self.name)})"

@@ -5,7 +5,9 @@
 
 Parameters: a path is passed as ``--params-file``; a dict is flattened ('.'-joined nested keys), substitution
 values are parsed as YAML (so "0.7" becomes a double; an empty result is an error, as in launch_ros) and
-written to a temporary ``/**: ros__parameters:`` file.  Files are passed in the order given: later wins.
+written to a temporary ``launch_params_*`` file keyed by the node's full name (``/ns/name``) when both name
+and namespace are given, else by ``/**``, exactly as launch_ros does.  Files are passed in the order given:
+later wins.  An empty namespace is the root namespace (``-r __ns:=/``), as in launch_ros.
 """
 from __future__ import annotations
 
@@ -91,18 +93,21 @@ class Node(Action):
         cmd = [self._executable_path(context)] + [perform_substitutions(context, a) for a in self.arguments]
         ros_args = [perform_substitutions(context, a) for a in self.ros_arguments]
         temp_files = []
+        name = ns = None
         if self.node_name is not None:
-            ros_args += ["-r", f"__node:={perform_substitutions(context, self.node_name)}"]
+            name = perform_substitutions(context, self.node_name)
+            ros_args += ["-r", f"__node:={name}"]
         if self.namespace is not None:
-            ns = perform_substitutions(context, self.namespace)
-            if ns:
-                ros_args += ["-r", f"__ns:={ns if ns.startswith('/') else '/' + ns}"]
+            ns = "/" + perform_substitutions(context, self.namespace).strip("/")  # absolute; '' -> '/'
+            ros_args += ["-r", f"__ns:={ns}"]
+        # launch_ros keys a dict's parameters by the full node name only when name and namespace are known
+        params_key = f"{ns.rstrip('/')}/{name}" if name is not None and ns is not None else "/**"
         for entry in self.parameters:
             if isinstance(entry, dict):
                 values = _flatten(context, entry)
                 handle = tempfile.NamedTemporaryFile("w", prefix="launch_params_", suffix=".yaml", delete=False)
                 with handle:
-                    yaml.safe_dump({"/**": {"ros__parameters": values}}, handle, default_flow_style=False)
+                    yaml.safe_dump({params_key: {"ros__parameters": values}}, handle, default_flow_style=False)
                 temp_files.append(handle.name)
                 ros_args += ["--params-file", handle.name]
             else:

@@ -2,20 +2,23 @@
 
     roi-launch <package> <file.launch.py> [name:=value ...]     # as `ros2 launch`
     roi-launch <path/to/file.launch.py> [name:=value ...]
-    roi-launch ... --show-args      # declared arguments, defaults and descriptions
-    roi-launch ... --dry-run        # print the commands (and generated parameter files), start nothing
+    roi-launch ... --show-args      # declared arguments, defaults and descriptions (as `ros2 launch --show-args`)
+    roi-launch ... --dry-run        # print the commands (and generated parameter files), start nothing (stand-in only)
 
-If the real ``launch`` and ``launch_ros`` packages are importable, the file is run by them (``LaunchService``,
-exactly what ``ros2 launch`` does).  Otherwise small stand-ins (tools/launch_shim, put on ``sys.path`` only
-inside this process) evaluate ``generate_launch_description()`` with the real semantics for this subset:
-``LaunchDescription``, ``DeclareLaunchArgument`` (default, description, choices), ``LaunchConfiguration``,
-``TextSubstitution``, ``PathJoinSubstitution``, ``EnvironmentVariable``, ``IfCondition``/``UnlessCondition``,
-``LogInfo``, ``launch_ros.actions.Node`` (package/executable from ``<prefix>/lib/<package>``, name, namespace,
-parameters as files or dicts, remappings, arguments, ros_arguments) and ``FindPackageShare``/``FindPackagePrefix``.
-Anything else fails with ``NotImplementedError``.  Each node runs as a subprocess with its output prefixed
-``[executable-N]``; Ctrl-C/SIGTERM sends SIGINT to every node, then SIGTERM after 5 s and SIGKILL after 5 s
-more (launch's defaults).  The runner exits when all nodes have exited: status 0 when every node exited
-cleanly (or was stopped by it), 1 when a node died on its own, 2 on launch-file errors.
+If the real ``launch`` and ``launch_ros`` packages are importable, the file is run by them (``LaunchService``
+with an ``IncludeLaunchDescription``, what ``ros2 launch`` does).  Otherwise small stand-ins (``launch_shim/``
+beside this file, put on ``sys.path`` only inside this process) evaluate ``generate_launch_description()`` with
+launch's semantics for this subset: ``LaunchDescription``, ``DeclareLaunchArgument`` (default, description,
+choices), ``LaunchConfiguration``, ``TextSubstitution``, ``PathJoinSubstitution``, ``EnvironmentVariable``,
+``IfCondition``/``UnlessCondition``, ``LogInfo``, ``launch_ros.actions.Node`` (package/executable from
+``<prefix>/lib/<package>``, name, namespace, parameters as files or dicts, remappings, arguments, ros_arguments)
+and ``FindPackageShare``/``FindPackagePrefix``.  Anything else fails with ``NotImplementedError``.  Each node
+runs as a subprocess with its output prefixed ``[executable-N]``; Ctrl-C/SIGTERM sends SIGINT to every node,
+then SIGTERM after 5 s and SIGKILL after 5 s more (launch's defaults).
+
+Exit status, on both paths: 0 when every node exited cleanly or was stopped by roi-launch, 1 when a node died
+on its own (non-zero exit before shutdown began; ``ros2 launch`` itself returns 0 then), 2 on launch-file
+errors (the real ``launch`` reports those itself and returns its own status).
 """
 from __future__ import annotations
 
@@ -95,43 +98,71 @@ def load_description(path: Path):
     return module.generate_launch_description()
 
 
+def print_arguments(description) -> None:
+    """What ``ros2 launch --show-args`` prints (ros2launch.api.print_arguments_of_launch_description).
+
+    Works on a real ``launch.LaunchDescription`` and on the stand-in's: defaults are lists of substitutions,
+    shown with their ``describe()`` text, e.g. ``PathJoin('FindPackageShare(pkg='roi_codec_ros') + ...')``.
+    """
+    print("Arguments (pass arguments as '<name>:=<value>'):")
+    arguments = description.get_launch_arguments()
+    conditional = False
+    for arg in arguments:
+        star = "*" if getattr(arg, "_conditionally_included", False) else ""
+        conditional = conditional or bool(star)
+        text = f"\n    '{arg.name}':{star}\n        {arg.description}"
+        if arg.default_value is not None:
+            text += "\n        (default: {})".format(" + ".join(token.describe() for token in arg.default_value))
+        if getattr(arg, "choices", None):
+            text += "\n        Valid choices are: {}".format(list(arg.choices))
+        print(text)
+    if not arguments:
+        print("\n  No arguments.")
+    elif conditional:
+        print("\n* argument(s) which are only used if specific conditions occur")
+
+
 # -- with the real launch -----------------------------------------------------------------------------
 def run_with_real_launch(path: Path, arguments: dict[str, str], show_args: bool) -> int:
+    """Hand the file to launch.LaunchService as ros2launch.api.launch_a_launch_file does.
+
+    Two event handlers record whether a process exited non-zero before shutdown began (a node that died on
+    its own), so the exit status follows this tool's contract (1) rather than ros2 launch's (0).
+    """
     import launch
+    from launch.actions import IncludeLaunchDescription, RegisterEventHandler
+    from launch.event_handlers import OnProcessExit, OnShutdown
     from launch.launch_description_sources import AnyLaunchDescriptionSource
 
     if show_args:
-        source = AnyLaunchDescriptionSource(str(path))
-        for arg in source.get_launch_description(launch.LaunchContext()).get_launch_arguments():
-            print(f"    '{arg.name}':\n        {arg.description}\n        (default: {arg.default_value})")
+        print_arguments(AnyLaunchDescriptionSource(str(path)).get_launch_description(launch.LaunchContext()))
         return 0
+    died: list[str] = []
+    shutting_down = []
+
+    def on_exit(event, _context):
+        if event.returncode != 0 and not shutting_down:
+            died.append(f"{event.process_name} (exit code {event.returncode})")
+
+    def on_shutdown(_event, _context):
+        shutting_down.append(True)
+
     service = launch.LaunchService(argv=[f"{k}:={v}" for k, v in arguments.items()])
     service.include_launch_description(
-        launch.LaunchDescription(
-            [launch.actions.IncludeLaunchDescription(AnyLaunchDescriptionSource(str(path)), launch_arguments=list(arguments.items()))]
-        )
+        launch.LaunchDescription([
+            RegisterEventHandler(OnShutdown(on_shutdown=on_shutdown)),
+            RegisterEventHandler(OnProcessExit(on_exit=on_exit)),
+            IncludeLaunchDescription(AnyLaunchDescriptionSource(str(path)), launch_arguments=list(arguments.items())),
+        ])
     )
-    return service.run()
+    status = service.run()
+    if status == 0 and died:
+        log(f"node(s) died: {', '.join(died)}", "ERROR")
+        return 1
+    return status
 
 
 # -- with the shim ----------------------------------------------------------------------------------------
-def describe_arguments(description) -> str:
-    lines = ["Arguments (pass arguments as '<name>:=<value>'):", ""]
-    for arg in description.get_launch_arguments():
-        default = arg.default_value
-        if default is None:
-            default_text = "no default, required"
-        elif isinstance(default, str):
-            default_text = f"default: '{default}'"
-        else:
-            parts = default if isinstance(default, (list, tuple)) else [default]
-            default_text = "default: '" + "' + '".join(p if isinstance(p, str) else p.describe() for p in parts) + "'"
-        lines.append(f"    '{arg.name}':\n        {arg.description}\n        ({default_text})")
-        if arg.choices:
-            lines.append(f"        Valid choices are: {arg.choices}")
-    return "\n".join(lines)
-
-
 def plan_processes(description, arguments: dict[str, str]) -> list:
     """Execute the description's actions in order; returns the ProcessSpecs of the nodes to start."""
     from launch import LaunchContext
@@ -219,7 +250,7 @@ def run_with_shim(path: Path, arguments: dict[str, str], show_args: bool, dry_ru
     install_shim()
     description = load_description(path)
     if show_args:
-        print(describe_arguments(description))
+        print_arguments(description)
         return 0
     specs = plan_processes(description, arguments)
     if dry_run:

@@ -1,4 +1,4 @@
-"""Shim of ROS 2 ``launch`` for roi-launch (see ../README.md): descriptions only, no event system."""
+"""Shim of ROS 2 ``launch`` for roi-launch (see ../__init__.py): descriptions only, no event system."""
 from .core import Action, LaunchContext, LaunchDescription, Substitution, SubstitutionFailure, perform_substitutions
 
 ROI_CODEC_ROS_SHIM = True

@@ -1,14 +1,15 @@
 """Shim of launch.actions: DeclareLaunchArgument, LogInfo."""
 from __future__ import annotations
 
-from .core import Action, LaunchContext, SubstitutionFailure, perform_substitutions
+from .core import Action, LaunchContext, SubstitutionFailure, normalize_to_list_of_substitutions, perform_substitutions
 
 
 class DeclareLaunchArgument(Action):
     def __init__(self, name: str, *, default_value=None, description: str = "", choices=None, **kwargs):
         super().__init__(**kwargs)
         self.name = name
-        self.default_value = default_value
+        # a list of substitutions, as in launch (what --show-args describes)
+        self.default_value = None if default_value is None else normalize_to_list_of_substitutions(default_value)
         self.description = description or "no description given"
         self.choices = list(choices) if choices is not None else None
 

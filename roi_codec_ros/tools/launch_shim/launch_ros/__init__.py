@@ -1,2 +1,0 @@
-"""Shim of ROS 2 ``launch_ros`` for roi-launch (see ../README.md): Node and FindPackageShare."""
-ROI_CODEC_ROS_SHIM = True
