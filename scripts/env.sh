@@ -13,14 +13,13 @@ export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Camera-sized frames through shared memory instead of lossy fragmented UDP (config/fastdds_large_frames.xml
 # says why); a profile the user chose wins.
 export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_roi_root/config/fastdds_large_frames.xml}"
-# The message package built by scripts/setup.sh lives in the venv prefix; ROS finds packages through
-# AMENT_PREFIX_PATH, the wheels' own prefix is the venv site-packages tree.
+# ROS finds packages through AMENT_PREFIX_PATH.  The ros-kilted-* wheels install theirs (std_msgs, rclpy, ...)
+# into the venv itself ($VIRTUAL_ENV/share/ament_index), and scripts/build_msgs.sh installs roi_codec_ros beside
+# them: one prefix for `ros2 interface show`, launch's FindPackageShare and roi-launch.  Appended, so that a
+# workspace sourced before (install/setup.bash) keeps precedence.
 if [ -n "${VIRTUAL_ENV:-}" ]; then
-  _roi_prefix="$VIRTUAL_ENV/opt/roi_codec_ros"
-  case ":${AMENT_PREFIX_PATH:-}:" in *":$_roi_prefix:"*) ;; *)
-    export AMENT_PREFIX_PATH="$_roi_prefix${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}";; esac
-  case ":${LD_LIBRARY_PATH:-}:" in *":$_roi_prefix/lib:"*) ;; *)
-    export LD_LIBRARY_PATH="$_roi_prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}";; esac
+  case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *)
+    export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV";; esac
 fi
 # ultralytics: never download, never pip-install, keep settings inside the project.
 export YOLO_OFFLINE=1
@@ -32,4 +31,4 @@ mkdir -p "$YOLO_CONFIG_DIR"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
 # Faster CPU training/inference with large temporary tensors (measured ~1.8x for training).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184}"
-unset _roi_root _roi_prefix
+unset _roi_root

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One-command setup for a fresh Debian/Ubuntu x86_64 machine with Python 3.11 and no ROS:
-#   creates .venv, installs the pinned dependencies (requirements.lock: PyTorch/CompressAI/ultralytics/PyAV/...
-#   and ROS 2 Kilted from the ros-kilted-* PyPI wheels), builds our ROS messages into the venv
-#   (scripts/build_msgs.sh) and installs this package (editable).
-# Idempotent: a second run only checks (stamps keyed by the lock file / setup.py hashes). Fails loudly
-# with the step that broke.
+# One-command setup for a fresh Debian/Ubuntu x86_64 machine with Python 3.11 and no ROS (the pip-only setup):
+#   creates .venv, installs the pinned dependencies (requirements.lock = requirements/python.txt:
+#   PyTorch/CompressAI/ultralytics/PyAV/... + requirements/ros-kilted.txt: ROS 2 Kilted from the ros-kilted-* PyPI
+#   wheels, colcon), builds our ROS package into the venv (scripts/build_msgs.sh), installs this package
+#   (editable) and the development tools roi-launch/roi-param (dev/roi_codec_devtools, editable).
+# Idempotent: a second run only checks (stamps keyed by the requirements files / setup.py / pyproject.toml
+# hashes). Fails loudly with the step that broke.  Not for a colcon workspace over an apt ROS (README).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,10 +27,10 @@ else
 fi
 PIP=(.venv/bin/python -m pip)
 
-lock_hash="$(sha256sum requirements.lock | cut -c1-16)"
+lock_hash="$(cat requirements.lock requirements/python.txt requirements/ros-kilted.txt | sha256sum | cut -c1-16)"
 stamp=.venv/.roi_codec_lock
 if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
-  step "install pinned dependencies from requirements.lock (torch 2.14.1 is large: a few minutes)"
+  step "install pinned dependencies from requirements.lock (requirements/*.txt; torch 2.14.1 is large: a few minutes)"
   "${PIP[@]}" install --quiet --disable-pip-version-check -r requirements.lock
   echo "$lock_hash" > "$stamp"
 else
@@ -39,14 +40,17 @@ fi
 step "build ROS 2 messages into the venv (scripts/build_msgs.sh)"
 bash scripts/build_msgs.sh
 
-pkg_hash="$(sha256sum setup.py | cut -c1-16)"
+pkg_hash="$(cat setup.py dev/roi_codec_devtools/pyproject.toml | sha256sum | cut -c1-16)"
 pkg_stamp=.venv/.roi_codec_pkg
-if [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x .venv/bin/roi-codec ]; then
+if [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_hash" ] || [ ! -x .venv/bin/roi-codec ] || [ ! -x .venv/bin/roi-launch ]; then
   step "install roi_codec_ros (editable) and its console scripts"
   "${PIP[@]}" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # pip-only development tools (ros2 launch / ros2 param stand-ins): not part of the ROS package
+  step "install the development tools roi-launch/roi-param (dev/roi_codec_devtools, editable)"
+  "${PIP[@]}" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e dev/roi_codec_devtools
   echo "$pkg_hash" > "$pkg_stamp"
 else
-  step "roi_codec_ros already installed"
+  step "roi_codec_ros and roi_codec_devtools already installed"
 fi
 
 step "check imports (codec core, detector, ROS runtime, our messages)"
@@ -57,6 +61,7 @@ from roi_codec_ros.codec import RoiCodec  # noqa: F401  (first: it filters a Com
 import compressai, torch, ultralytics, av, rosbags  # noqa: F401
 import rclpy, sensor_msgs.msg  # noqa: F401
 from roi_codec_ros.msg import EncodedFrame  # noqa: F401
+import roi_codec_devtools.launch_runner, roi_codec_devtools.param_cli  # noqa: F401
 print(f"[setup] ok: torch {torch.__version__}, compressai {compressai.__version__}, ultralytics {ultralytics.__version__}, av {av.__version__}")
 PY
 echo "[setup] done. Use: . scripts/env.sh   (activates .venv and sets the ROS/YOLO environment)"
