@@ -286,9 +286,9 @@ def cmd_demo(args) -> int:
                 f"hand-placed boxes ({SAMPLE_ROIS.name}; --detector WEIGHTS for detector boxes and features)")
     print(f"model {codec.model_id[:16]} ({codec.info.get('path', '?')}), device {codec.device}")
     print(f"ROI: {roi_from}")
-    print(f"roi weight 1 = uniform quality; {high:g} = ROI errors weigh {high:g}x as much as background errors. "
-          f"Per image and rate, row 1: both at the same rate; row 2: roi weight {high:g} at the rate that spends "
-          "about the same bytes as roi weight 1")
+    print(f"roi weight 1 = uniform quality; {high:g} = ROI errors weigh {high:g}x as much as background errors")
+    print(f"row 1 of an image: both at the same rate; row 2: roi weight {high:g} at the rate that spends about the "
+          "bytes of roi weight 1")
     cells = f"{'rate':>4} {'bytes':>7} {'ROI dB':>6} {'bg dB':>6}"
     header = f"{'image':<10} {'size':>9} {'ROI%':>4} | {cells} | {cells} | {'bytes':>6} {'ROI dB':>6} {'bg dB':>6}"
     cut = header.index("|")
