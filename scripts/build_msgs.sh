@@ -35,6 +35,10 @@ fi
 # shellcheck disable=SC1091
 . "$ROOT/scripts/env.sh"
 PY="$VIRTUAL_ENV/bin/python"
+# One build at a time per venv: a second one (another shell's setup.sh/test.sh) waits instead of deleting the
+# build tree under the first.
+exec 9>"$VIRTUAL_ENV/.roi_codec_ros-build.lock"
+flock 9
 # The venv is the ROS prefix: the wheels' packages live in $VIRTUAL_ENV/{lib,share}, and their bootstrapper
 # (ros_wheels_bootstrapper.pth) puts $VIRTUAL_ENV/lib on LD_LIBRARY_PATH, where rosidl dlopen()s the
 # type-support libraries by name.  Installing beside them needs no LD_LIBRARY_PATH or AMENT_PREFIX_PATH entry of

@@ -26,6 +26,9 @@ else
   step "virtual environment .venv exists"
 fi
 PIP=(.venv/bin/python -m pip)
+# One setup at a time per venv (two shells running test.sh would otherwise pip-install into it concurrently).
+exec 8>.venv/.roi_codec_setup.lock
+flock 8
 
 lock_hash="$(cat requirements.lock requirements/python.txt requirements/ros-kilted.txt | sha256sum | cut -c1-16)"
 stamp=.venv/.roi_codec_lock
