@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": ("roi_codec_ros.cli.evaluate", "evaluate codecs and baselines on an image folder"),
     "eval-bag": ("roi_codec_ros.cli.evaluate", "evaluate on a rosbag2 image topic"),
     "make-bag": ("roi_codec_ros.cli.evaluate", "convert a video or image folder to a rosbag2"),
+    "export-onnx": ("roi_codec_ros.deploy.onnx_export", "write the analysis/synthesis transforms as ONNX graphs"),
 }
 
 
