@@ -132,9 +132,14 @@ class Baseline:
         return sum(len(s[0]) for s in encoded["strings"])
 
 
+CPU_MS: dict[str, float] = {}
+
+
 def timed(fn, *args, **kwargs):
-    wall = time.perf_counter()
+    """(result, wall ms); the process CPU time of the call (all threads) is left in CPU_MS["last"]."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = fn(*args, **kwargs)
+    CPU_MS["last"] = (time.process_time() - cpu) * 1e3
     return result, (time.perf_counter() - wall) * 1e3
 
 
@@ -177,22 +182,28 @@ def bench_size(codecs, baselines, detector, image_path, h, w, args) -> dict:
                 add("detector", t_det)
         for name, codec in codecs.items():
             enc, t_enc = timed(codec.encode, frame, mask, features, args.rate, 4.0)
+            c_enc = CPU_MS["last"]
             (image, stages), t_dec = timed(codec.decode_timed, enc.data)
             last[name] = (enc, image)
             if keep:
                 add(f"{name}/encode", t_enc)
                 add(f"{name}/decode", t_dec)
+                add(f"{name}/encode_cpu", c_enc)
+                add(f"{name}/decode_cpu", CPU_MS["last"])
                 for k in ("input", "g_a", "side", "entropy"):
                     add(f"{name}/enc_{k}", enc.timings_ms[k])
                 for k in ("entropy", "g_s", "output"):
                     add(f"{name}/dec_{k}", stages[k])
         for name, base in baselines.items():
             benc, t_enc = timed(base.encode, frame)
+            c_enc = CPU_MS["last"]
             bimg, t_dec = timed(base.decode, benc)
             last[name] = (benc, bimg)
             if keep:
                 add(f"{name}/encode", t_enc)
                 add(f"{name}/decode", t_dec)
+                add(f"{name}/encode_cpu", c_enc)
+                add(f"{name}/decode_cpu", CPU_MS["last"])
     med = {k: statistics.median(v) for k, v in samples.items()}
     old_enc, old_img = last["old"]
     new_enc, new_img = last["new"]
@@ -213,10 +224,12 @@ def bench_size(codecs, baselines, detector, image_path, h, w, args) -> dict:
 
 def report(info: dict, codecs, baselines, detector) -> list[str]:
     med, (h, w) = info["median_ms"], (int(v) for v in info["size"].split("x"))
-    lines = [f"\n== {w}x{h} ==", f"{'':<16}{'encode ms':>10}{'decode ms':>11}{'enc+dec':>9}{'bytes':>8}{'PSNR dB':>9}"]
+    lines = [f"\n== {w}x{h} ==", f"{'':<16}{'encode ms':>10}{'decode ms':>11}{'enc+dec':>9}{'bytes':>8}{'PSNR dB':>9}"
+                                   f"{'enc CPU ms':>12}{'dec CPU ms':>12}"]
     for name in list(codecs) + list(baselines):
         e, d = med[f"{name}/encode"], med[f"{name}/decode"]
-        lines.append(f"{name:<16}{e:>10.1f}{d:>11.1f}{e + d:>9.1f}{info['bytes'][name]:>8}{info['psnr_db'][name]:>9.2f}")
+        lines.append(f"{name:<16}{e:>10.1f}{d:>11.1f}{e + d:>9.1f}{info['bytes'][name]:>8}{info['psnr_db'][name]:>9.2f}"
+                     f"{med[f'{name}/encode_cpu']:>12.1f}{med[f'{name}/decode_cpu']:>12.1f}")
     ratios = {}
     for name in [n for n in codecs if n != "old"]:
         r = {
@@ -225,7 +238,10 @@ def report(info: dict, codecs, baselines, detector) -> list[str]:
             "encode+decode": (med[f"{name}/encode"] + med[f"{name}/decode"]) / (med["old/encode"] + med["old/decode"]),
         }
         ratios[name] = r
-        lines.append(f"ratio {name} / old{'':<6}{r['encode']:>10.3f}{r['decode']:>11.3f}{r['encode+decode']:>9.3f}")
+        cpu_ratio = (med[f"{name}/encode_cpu"] / med["old/encode_cpu"], med[f"{name}/decode_cpu"] / med["old/decode_cpu"])
+        r["encode_cpu"], r["decode_cpu"] = cpu_ratio
+        lines.append(f"ratio {name} / old{'':<6}{r['encode']:>10.3f}{r['decode']:>11.3f}{r['encode+decode']:>9.3f}"
+                     f"{'':>17}{cpu_ratio[0]:>12.3f}{cpu_ratio[1]:>12.3f}")
     for name in [n for n in codecs if n != "old"]:
         for base in baselines:
             be, bd = med[f"{base}/encode"], med[f"{base}/decode"]
