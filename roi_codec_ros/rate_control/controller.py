@@ -12,13 +12,16 @@ The controller is a leaky bucket (VBV-like) drained at the target rate.  Its ful
 a correction that repays the buffer's error over ``horizon_s``.  The frame's rate is read off an online model of
 ln(bytes/pixel) vs rate (``model.BitsModel``), one per frame type and size class.
 
-I- and P-frames: the controller picks one operating rate for the stream so that the *mix* (I-frame share from the
-observed keyframe spacing or the keyframe-interval hint) costs the budget; an I-frame then costs what the I-model
-predicts at that rate and the P-frames after it pay it back.  That planned excess is tracked (``planned_debt``) and
-taken out of the buffer error, so the P-frames are not lowered twice.  Every frame must also fit the free buffer and
-``max_frame_bytes`` (with a margin of ``safety_sigma`` prediction errors); a keyframe that would not is coded at a
-lower rate.  When even the lowest rate exceeds the budget, the ROI weight is moved toward ``roi_weight_limit``
-(the direction that saves bytes is codec specific: for the shipped model a higher weight is smaller, measured in
+I- and P-frames (frame type is an input of every ``plan``): the budget of the rest of the current GOP (plus whole
+GOPs up to ``horizon_s``) is planned at one rate over the frames it will hold, an I-frame model and a P-frame model
+each predicting its frames (TM5-like GOP allocation, on a horizon that always ends just before a keyframe, where
+the buffer's saw-tooth is at its bottom).  So a keyframe costs what its model predicts at the stream's rate, the
+P-frames of its GOP pay it back, and the steering level is lowered so that the next keyframe fits the buffer.  The
+GOP length comes from ``keyframe_interval`` (the stream encoder's own setting) or from the observed spacing; an
+on-demand keyframe simply starts a new GOP.  Every frame must also fit the free buffer and ``max_frame_bytes``
+(with a margin of ``safety_sigma`` prediction errors); a keyframe that would not is coded at a lower rate.  When
+even the lowest rate exceeds the budget, the ROI weight is moved toward ``roi_weight_limit`` (the direction that
+saves bytes is codec specific: for the shipped model a higher weight is smaller, measured in
 docs/rate_control.md); a frame is skipped only if it would still overflow the buffer.  Both are counted.
 
 No ROS, no torch: the encoder node, the CLI and the evaluation all drive this one class.
@@ -26,7 +29,7 @@ No ROS, no torch: the encoder node, the CLI and the evaluation all drive this on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -147,7 +150,7 @@ class Decision:
     budget_bytes: float  # what the plan gives this frame (after the buffer / max-frame limits)
     predicted_bytes: float  # the model's size at (rate, roi_weight)
     limit_bytes: float  # free buffer / max_frame_bytes: above this the buffer overflows
-    planned_excess: float  # this frame's planned bytes minus the stream's mean frame (I-frame debt bookkeeping)
+    horizon_frames: float  # frames the plan spread the budget over (rest of the GOP and whole GOPs, or horizon_s)
     reason: str  # track | saturated | buffer | roi_weight | skip | off
 
 
@@ -172,7 +175,6 @@ class RateController:
         self._target_kbps = config.target_kbps
         self._interval = 1.0 / config.fps_hint
         self._fullness = self._target_level()  # start at the target level (like x264's vbv-init)
-        self._debt = 0.0
         self._last_s: float | None = None
         self._seq = 0
         self._pending: Decision | None = None
@@ -181,6 +183,7 @@ class RateController:
         self._since_i: int | None = None
         self._seen_p = False
         self._coverage = 0.0
+        self._max_fullness = 0.0
         self.meter = WindowMeter(config.window_s)
         self.counters = {"frames": 0, "skipped": 0, "roi_weight_changed": 0, "buffer_limited": 0,
                          "saturated": 0, "overflows": 0, "unreported": 0}
@@ -206,9 +209,8 @@ class RateController:
         if old > 0:
             ratio = kbps / old
             self._fullness *= ratio
-            self._debt *= ratio
         else:
-            self._fullness, self._debt = self._target_level(), 0.0
+            self._fullness = self._target_level()
 
     def set_keyframe_interval(self, frames: int | None) -> None:
         """Hint from the stream encoder (its live ``keyframe_interval``); None = learn it from the frame types."""
@@ -264,15 +266,19 @@ class RateController:
         strictly = curve + np.arange(len(curve)) * 1e-9 * curve[-1]  # np.interp needs increasing abscissae
         return float(np.interp(nbytes, strictly, self._rates))
 
+    def _gop_length(self) -> int | None:
+        """Frames per keyframe the plan assumes; None while the stream is intra-only."""
+        if self._keyint is not None:
+            return None if self._keyint <= 1 else int(self._keyint)
+        if not self._seen_p:
+            return None
+        # learned spacing, else an assumed 2-s GOP (a common streaming default) until a second I-frame is seen
+        return max(2, int(round(self._learned_keyint or 2.0 * self.config.fps_hint)))
+
     def i_frame_share(self) -> float:
-        """Share of I-frames the plan assumes: 1 for intra-only streams so far, else 1/keyframe interval."""
-        if self._keyint is None and not self._seen_p:
-            return 1.0
-        # hint > learned spacing > an assumed 2-s GOP (a common streaming default) until a second I-frame is seen
-        keyint = self._keyint or self._learned_keyint or 2.0 * self.config.fps_hint
-        if self._since_i is not None:
-            keyint = max(keyint, self._since_i + 1.0)  # no keyframe for longer than expected
-        return 1.0 / max(keyint, 1.0)
+        """Share of I-frames the plan assumes: 1 for intra-only streams, else 1/keyframe interval."""
+        gop = self._gop_length()
+        return 1.0 if gop is None else 1.0 / gop
 
     # ------------------------------------------------------------------------------------------ per frame
     def plan(self, frame_pixels: int, roi_coverage: float, frame_type: FrameType | str = FrameType.I,
@@ -311,33 +317,39 @@ class RateController:
             model = self.model_for(frame_type, pixels)
             predicted = pixels * math.exp(model.predict(rate, alpha, coverage)[0])
             decision = Decision(self._seq, rate, alpha, False, frame_type, now, pixels, coverage, alpha,
-                                predicted, predicted, math.inf, 0.0, "off")
+                                predicted, predicted, math.inf, 1.0, "off")
             self._pending = decision
             return decision
 
         per_frame = self._bytes_per_s * self._interval
-        share_i = self.i_frame_share()
-        curve_i = self._curve_bytes(FrameType.I, pixels, alpha, coverage)
-        mix = curve_i if share_i >= 1.0 else (
-            share_i * curve_i + (1 - share_i) * self._curve_bytes(FrameType.P, pixels, alpha, coverage))
+        curve = self._curve_bytes(frame_type, pixels, alpha, coverage)
+        curve_i = curve if frame_type is FrameType.I else self._curve_bytes(FrameType.I, pixels, alpha, coverage)
+        gop = self._gop_length()
         level = self._target_level()
-        if share_i < 1.0:
-            # P-frame stream: the fullness rises by an I-frame's excess and falls back over its GOP; steer the
-            # bottom of that saw-tooth low enough that the next keyframe fits the buffer
-            i_excess = per_frame * max(float(np.interp(per_frame, mix, curve_i)) / per_frame - 1.0, 0.0)
+        if gop is None:
+            # intra-only: every frame alike; the buffer error is repaid over the horizon
+            horizon = max(1.0, self.config.horizon_s / self._interval)
+            spend = horizon * curve
+        else:
+            # P-frame stream: plan the rest of this GOP (plus whole GOPs up to the horizon) at one rate, so a
+            # keyframe is paid for by the P-frames of its own GOP and the horizon ends where the buffer's saw-tooth
+            # is at its bottom (the steering level)
+            curve_p = curve if frame_type is FrameType.P else self._curve_bytes(FrameType.P, pixels, alpha, coverage)
+            phase = 0 if frame_type is FrameType.I or self._since_i is None else self._since_i + 1
+            remaining = gop - phase if phase < gop else gop  # an overdue keyframe: expect it an interval later
+            extra_gops = max(0, math.ceil((self.config.horizon_s / self._interval - remaining) / gop))
+            horizon = remaining + extra_gops * gop
+            spend = curve + (remaining - 1) * curve_p + extra_gops * (curve_i + (gop - 1) * curve_p)
+            # the bottom of the saw-tooth must leave room for the next keyframe
+            i_excess = max(float(np.interp(per_frame * gop, curve_i + (gop - 1) * curve_p, curve_i)) - per_frame, 0.0)
             level = min(level, max(0.0, self.capacity_bytes - 1.25 * i_excess - per_frame))
         if self.counters["frames"] == 0 and self._pending is None:
             self._fullness = level  # the stream starts at the level it is steered to
-        error = self._fullness - level - self._debt
-        horizon_frames = max(1.0, self.config.horizon_s / self._interval)
-        mean_budget = max(per_frame - error / horizon_frames, 0.05 * per_frame)
-
-        # operating rate: the I/P mix at one rate costs the mean budget
-        op_rate = self._rate_for(mix, mean_budget)
-        curve = curve_i if frame_type is FrameType.I else self._curve_bytes(FrameType.P, pixels, alpha, coverage)
-        # this frame's share of the mean budget (exactly its predicted size at the operating rate, unless the
+        horizon_budget = max(horizon * per_frame - (self._fullness - level), 0.05 * horizon * per_frame)
+        op_rate = self._rate_for(spend, horizon_budget)
+        # this frame's part of the horizon budget: its predicted size at the operating rate (scaled when the
         # operating rate is clipped to the range)
-        planned = mean_budget * float(np.interp(op_rate, self._rates, curve) / np.interp(op_rate, self._rates, mix))
+        planned = horizon_budget * float(np.interp(op_rate, self._rates, curve) / np.interp(op_rate, self._rates, spend))
 
         limit = max(self.capacity_bytes - self._fullness, 0.0)
         if self.config.max_frame_bytes:
@@ -349,25 +361,25 @@ class RateController:
         if planned * margin > limit:
             budget, reason = limit / margin, "buffer"
 
-        # the saw-tooth bookkeeping follows what is really planned for this frame (after the limits): an I-frame
-        # cut down by the buffer must not make the P-frames after it spend what it did not
-        planned_excess = budget - mean_budget
         rate = self._rate_for(curve, budget)
         if rate >= hi and curve[-1] < budget:
             reason = "saturated" if reason == "track" else reason
         skip = False
+        mean_lo, std_lo = self.model_for(frame_type, pixels).predict(lo, alpha, coverage)
         if budget < curve[0]:
-            # even the lowest rate is above the budget: the ROI weight is the last knob before skipping
             rate = lo
+        # even the lowest rate is above the budget, and the model is sure of it (its optimistic size, mean - safety
+        # std, is): the ROI weight is the last knob before skipping.  An unlearned prior changes neither.
+        if budget < pixels * math.exp(mean_lo - self.config.safety_sigma * std_lo):
             if self.config.roi_weight_limit is not None and self.config.roi_weight_limit != alpha:
                 alpha = self._roi_weight_for(frame_type, pixels, coverage, alpha, budget)
                 reason = "roi_weight"
-            at_lo = pixels * math.exp(self.model_for(frame_type, pixels).predict(lo, alpha, coverage)[0])
-            if at_lo > limit:
+            mean_lo, std_lo = self.model_for(frame_type, pixels).predict(lo, alpha, coverage)
+            if pixels * math.exp(mean_lo - self.config.safety_sigma * std_lo) > limit:
                 skip, reason = True, "skip"
         predicted = pixels * math.exp(self.model_for(frame_type, pixels).predict(rate, alpha, coverage)[0])
         decision = Decision(self._seq, rate, alpha, skip, frame_type, now, pixels, coverage,
-                            float(roi_weight), budget, predicted, limit, planned_excess, reason)
+                            float(roi_weight), budget, predicted, limit, horizon, reason)
         self._pending = decision
         return decision
 
@@ -422,14 +434,7 @@ class RateController:
         self._fullness += nbytes
         if self._fullness > self.capacity_bytes * (1 + 1e-9):
             self.counters["overflows"] += 1
-        # the planned saw-tooth of a P-frame stream: an I-frame's excess over the mean frame, repaid by the P-frames
-        # after it.  It restarts at every I-frame, so a plan that did not happen (an early keyframe, a wrong mix) is
-        # left to the buffer error instead of accumulating here.
-        if actual is FrameType.I:
-            self._debt = 0.0
-        if actual is decision.frame_type:
-            self._debt += decision.planned_excess
-        self._debt = min(max(self._debt, -self.capacity_bytes), self.capacity_bytes)
+        self._max_fullness = max(self._max_fullness, self._fullness / self.capacity_bytes)
 
     # ------------------------------------------------------------------------------------------ reporting
     def kbps_range(self, frame_pixels: int, roi_coverage: float | None = None, roi_weight: float = 1.0) -> tuple[float, float]:
@@ -457,8 +462,8 @@ class RateController:
             "buffer_bytes": self._fullness,
             "buffer_capacity_bytes": self.capacity_bytes,
             "buffer_fullness": self._fullness / self.capacity_bytes if self.capacity_bytes else 0.0,
+            "max_buffer_fullness": self._max_fullness,
             "buffer_delay_ms": 1000.0 * self._fullness / self._bytes_per_s if self._bytes_per_s else 0.0,
-            "planned_debt_bytes": self._debt,
             "frame_interval_s": self._interval,
             "i_frame_share": self.i_frame_share(),
             "roi_coverage": self._coverage,

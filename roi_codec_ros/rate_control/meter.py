@@ -49,7 +49,8 @@ class WindowMeter:
         self._expire(t_s)
 
     def _expire(self, now_s: float) -> None:
-        while self._frames and self._frames[0][0] <= now_s - self.window_s:
+        # 1e-9 s: frame stamps like k/10 must not fall in or out of a window by floating-point rounding
+        while self._frames and self._frames[0][0] <= now_s - self.window_s + 1e-9:
             self._bytes -= self._frames.popleft()[1]
 
     def kbps(self, now_s: float | None = None) -> float:
@@ -105,7 +106,7 @@ def trailing_bitrates(times_s: Sequence[float], nbytes: Sequence[float], window_
     """kbps of the trailing window (t - w, t] at every frame time t (what a live WindowMeter shows)."""
     t = np.asarray(times_s, dtype=np.float64)
     c = np.concatenate([[0.0], np.cumsum(np.asarray(nbytes, dtype=np.float64))])
-    first = np.searchsorted(t, t - window_s, side="right")
+    first = np.searchsorted(t, t - window_s + 1e-9, side="right")
     return 8.0 * (c[1:] - c[first]) / window_s / 1000.0
 
 

@@ -129,3 +129,22 @@ class SimulatedScene:
             cov = float(np.clip(cov + rng.normal(0.0, self.coverage_std * 0.2), 0.0, 1.0))
             out.append((i / self.fps, c, cov))
         return out
+
+
+def run_simulation(controller, codec: SimulatedCodec, frames: Sequence[tuple[float, float, float]], schedule=None,
+                   frame_type=None, roi_weight: float = 8.0, pixels: int = MEASURED_PIXELS) -> list[dict]:
+    """Drive ``controller`` with ``codec`` over ``frames`` ((t, complexity, coverage), e.g. SimulatedScene.frames).
+
+    schedule: a TargetSchedule applied with ``set_target`` when it changes; frame_type: index -> 'I'/'P' (default
+    all I).  Returns one record per frame: t, target, decision, bytes.
+    """
+    records = []
+    for i, (t, complexity, coverage) in enumerate(frames):
+        if schedule is not None and schedule.at(t) != controller.target_kbps:
+            controller.set_target(schedule.at(t))
+        ft = FrameType.parse(frame_type(i) if frame_type else "I")
+        d = controller.plan(pixels, coverage, ft, t, roi_weight=roi_weight)
+        nbytes = 0 if d.skip else codec.encode(d.rate, d.roi_weight, coverage, ft, pixels, complexity)
+        controller.update(d, nbytes)
+        records.append({"t": t, "target": controller.target_kbps, "decision": d, "bytes": nbytes})
+    return records
