@@ -107,7 +107,7 @@ ROSDEP = {
 PIP_ONLY = {
     "torch": "torch", "torchvision": "torchvision", "compressai": "compressai", "ultralytics": "ultralytics",
     "av": "av", "rosbags": "rosbags", "pytorch_msssim": "pytorch-msssim", "tensorboard": "tensorboard",
-    "atheris": "atheris",
+    "atheris": "atheris", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
 }
 
 
