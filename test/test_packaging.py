@@ -160,8 +160,8 @@ def test_package_xml_declares_what_the_code_imports():
             if module in PIP_ONLY:
                 assert PIP_ONLY[module] in python_pins, f"{where} imports {module}: pin {PIP_ONLY[module]} in requirements/python.txt"
                 continue
-            if module in ("ros_helpers", "codec_helpers", "conftest"):  # test/ helper modules
-                continue
+            if module in ("ros_helpers", "codec_helpers", "conftest", "roi_codec_devtools"):
+                continue  # test/ helpers, and the pip-only dev tools (dev/, not a dependency of the package)
             assert module in ROSDEP, f"{where} imports {module}: add its rosdep key to package.xml (and to ROSDEP here)"
             assert ROSDEP[module] in declared, f"{where} imports {module}: package.xml needs <{kind}>{ROSDEP[module]}</{kind}>"
 
