@@ -31,6 +31,7 @@ from roi_codec_ros.rate_control import (  # noqa: E402
     RateController,
     TargetSchedule,
     tracking_summary,
+    window_bitrates,
 )
 from roi_codec_ros.rate_control.meter import trailing_bitrates  # noqa: E402
 from roi_codec_ros.rate_control.model import BitsModel  # noqa: E402
@@ -239,28 +240,37 @@ def roi_priority(high: Run, step: Run, from_s: float) -> dict:
             "share_frames_roi_falls_less": float(np.mean([r > g for r, g in zip(d_roi, d_bg)])) if d_roi else math.nan}
 
 
-def plot(video: str, runs: list[Run], path: Path, title: str) -> None:
+def plot_records(records: dict[str, list[dict]], path: Path, title: str) -> None:
+    """Achieved (trailing 1-s window, and aligned windows as dots) vs target: constant targets on the left,
+    the step run on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    names = list(records)
+    step_names = [n for n in names if n.startswith("step")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90, sharey=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, run in enumerate(runs):
-        t = np.array([r["t"] for r in run.records])
-        b = np.array([r["bytes"] for r in run.records])
-        c = colours[i % len(colours)]
-        ax.plot(t, trailing_bitrates(t, b), color=c, lw=1.2, label=f"{run.name} achieved (1-s window)")
-        ax.step(t, [r["target"] for r in run.records], where="post", color=c, lw=1, ls="--")
-        s = run.summary()
-        starts = np.arange(len(s["window_kbps"]))
-        ax.plot(starts + 0.5, s["window_kbps"], "o", color=c, ms=3)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("kbps")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    for ax, group in ((axes[0], [n for n in names if n not in step_names]), (axes[1], step_names)):
+        for i, name in enumerate(group):
+            rec = records[name]
+            t = np.array([r["t"] for r in rec])
+            b = np.array([r["bytes"] for r in rec])
+            target = np.array([r["target"] for r in rec])
+            c = colours[(i + (3 if ax is axes[1] else 0)) % len(colours)]
+            ax.plot(t, trailing_bitrates(t, b), color=c, lw=1.2, label=f"{name}")
+            ax.step(t, target, where="post", color=c, lw=0.9, ls="--")
+            starts, kbps = window_bitrates(t, b)
+            ax.plot(starts + 0.5, kbps, "o", color=c, ms=3)
+            ax.fill_between(t, 0.85 * target, 1.15 * target, step="post", color=c, alpha=0.08)
+        ax.set_xlabel("time (s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("kbps")
+    axes[0].set_title("constant targets", fontsize=8)
+    axes[1].set_title("2x-down step", fontsize=8)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -290,9 +300,10 @@ def report(video: str, runs: list[Run], meta: dict, out_dir: Path, plots: Path |
     t_step = step_run.schedule.points[1][0]
     result["roi_priority"] = roi_priority(high, step_run, t_step + 2.0)
     out_dir.mkdir(parents=True, exist_ok=True)
+    result["controller_commit"] = controller_commit()
     (out_dir / f"{video}.json").write_text(json.dumps({**result, "records": {r.name: r.records for r in runs}}, indent=1))
     if plots is not None:
-        plot(video, runs, plots / f"rate_control_{video}.png", title)
+        plot_records({r.name: r.records for r in runs}, plots / f"rate_control_{video}.png", title)
     for s in summaries:
         steps = "; ".join(f"settle {x['settling_s']:.1f}s" for x in s["steps"])
         print(f"{video:12s} {s['name']:18s} mean {s['mean_kbps']:7.1f} vs {s['mean_target_kbps']:7.1f} "
@@ -302,6 +313,18 @@ def report(video: str, runs: list[Run], meta: dict, out_dir: Path, plots: Path |
               f"pred rms {s['prediction_rms_ln']:.3f} {steps}")
     print(f"{video:12s} ROI priority: {json.dumps(result['roi_priority'])}")
     return result
+
+
+def controller_commit() -> str:
+    """The commit the controller code comes from, '+dirty' if roi_codec_ros/rate_control differs from it."""
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "roi_codec_ros/rate_control")
+    return head + ("+dirty" if dirty else "")
 
 
 # ------------------------------------------------------------------------------------------------ run (real)
@@ -317,7 +340,8 @@ def cmd_run(args) -> None:
                          f"{codec.model_id}: run 'measure --model {args.model}' first")
     roi = Roi(None if args.no_detector else DETECTOR)
     out_dir = Path(args.out)
-    results = {"model": codec.info.get("path"), "model_id": codec.model_id, "videos": []}
+    results = {"model": codec.info.get("path"), "model_id": codec.model_id, "controller_commit": controller_commit(),
+               "args": vars(args) | {"func": None}, "videos": []}
     for video in args.videos.split(","):
         path, max_frames = VIDEOS[video]
         max_frames = args.max_frames or max_frames
@@ -401,6 +425,44 @@ def cmd_replay(args) -> None:
                   f"({len(e)} frames after {args.warmup})")
 
 
+# ------------------------------------------------------------------------------------------------ plots
+def cmd_plot(args) -> None:
+    """Re-plot a run's records (``<video>.json`` from 'run' or 'simulate') without coding again."""
+    data = json.loads(Path(args.records).read_text())
+    title = args.title or f"{data['video']} ({data.get('model_id', '')[:8]}): dashed target, band +-15 %, dots 1-s windows"
+    plot_records(data["records"], Path(args.out), title)
+    print(f"wrote {args.out}")
+
+
+def cmd_curve(args) -> None:
+    """ln(bytes/pixel) vs rate of the measured grid (the curve the model must follow), one line per frame/weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measure = json.loads(Path(args.measurement).read_text())
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+    styles = {1.0: ":", 8.0: "-", 60.0: "--"}
+    colours = {"highway": "tab:blue", "pedestrians": "tab:orange"}
+    keys = sorted({(g["video"], g["frame"], g["roi_weight"]) for g in measure["grid"]})
+    for video, frame, weight in keys:
+        rows = sorted((g for g in measure["grid"] if (g["video"], g["frame"], g["roi_weight"]) == (video, frame, weight)),
+                      key=lambda g: g["rate"])
+        ax.plot([g["rate"] for g in rows], [8 * g["bytes"] / g["pixels"] for g in rows], styles.get(weight, "-"),
+                color=colours.get(video, "k"), lw=1, label=f"{video} f{frame} w{weight:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("rate")
+    ax.set_ylabel("bits per pixel (log)")
+    ax.set_title(f"model {measure['model_id'][:8]}: size vs rate (ROI weight 1 dotted, 8 solid, 60 dashed)", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -455,6 +517,16 @@ def main(argv=None) -> None:
     p.add_argument("records", help="a <video>.json written by 'run'")
     p.add_argument("--warmup", type=int, default=5)
     p.set_defaults(func=cmd_replay)
+    q = sub.add_parser("plot", help="re-plot the records of a run")
+    q.add_argument("records")
+    q.add_argument("--out", required=True)
+    q.add_argument("--title", default=None)
+    q.set_defaults(func=cmd_plot)
+
+    c = sub.add_parser("curve", help="plot the measured size-vs-rate curves")
+    c.add_argument("--measurement", default="outputs/rc/measure.json")
+    c.add_argument("--out", default="docs/images/rate_control_curve.png")
+    c.set_defaults(func=cmd_curve)
     args = ap.parse_args(argv)
     args.func(args)
 
