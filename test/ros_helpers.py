@@ -3,13 +3,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import shutil
+import sys
+
+REPO = Path(__file__).resolve().parents[1]
+FASTDDS_PROFILE = REPO / "config" / "fastdds_large_frames.xml"
 
 
 def ros_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for ROS subprocesses: isolated on this machine and in this run's domain."""
+    """Environment for ROS subprocesses: isolated on this machine and in this run's domain, the project's Fast DDS
+    profile, and message constructors that reject unknown fields (a misspelt field fails the test)."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     env.setdefault("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    env["ROS_PYTHON_CHECK_FIELDS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def console_script(name: str) -> str:
+    """Path of an installed console script (roi-launch, roi-param, encoder_node, ...): the venv's, else PATH's."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"console script {name} not installed (pip install -e . / scripts/setup.sh)")
+    return found

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 from codec_helpers import decode_with_threads
-from ros_helpers import ros_env
+from ros_helpers import console_script, ros_env
 
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec
 
@@ -41,6 +41,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
+def frame_rate(frame) -> float:
+    """The rate a frame was encoded with: from its bitstream header (the message does not repeat it)."""
+    from roi_codec_ros.codec.bitstream import unpack_frame
+
+    return unpack_frame(bytes(frame.data))[0].rate
+
+
 class Probe:
     """A node in this process that records the pipeline's topics and can inject frames."""
 
@@ -59,6 +66,7 @@ class Probe:
         self.sources: dict[int, np.ndarray] = {}
         self.decoded: list[tuple[int, np.ndarray, str]] = []
         self.frames: list = []  # EncodedFrame messages
+        self.frame_stats: dict[int, object] = {}  # per-frame EncoderStatistics by stamp
         self.overlays = 0
         self.encoder_stats = None
         self.decoder_stats = None
@@ -67,13 +75,13 @@ class Probe:
         self.node = rclpy.create_node(f"probe_{os.getpid()}", namespace=namespace, context=self.context)
         best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(Image, "image", self._on_source, best_effort)
-        self.node.create_subscription(Image, "image_decoded", self._on_decoded, best_effort)
+        self.node.create_subscription(Image, "image_raw", self._on_source, best_effort)
+        self.node.create_subscription(Image, "image", self._on_decoded, best_effort)
         self.node.create_subscription(Image, "image_roi_overlay", self._on_overlay, best_effort)
-        self.node.create_subscription(EncodedFrame, "compressed", self._on_frame, best_effort)
+        self.node.create_subscription(EncodedFrame, "image_raw/roi_codec", self._on_frame, best_effort)
         self.node.create_subscription(EncoderStatistics, "encoder/statistics", self._on_encoder_stats, reliable)
         self.node.create_subscription(DecoderStatistics, "decoder/statistics", self._on_decoder_stats, reliable)
-        self.injector = self.node.create_publisher(EncodedFrame, "compressed", reliable)
+        self.injector = self.node.create_publisher(EncodedFrame, "image_raw/roi_codec", reliable)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -101,7 +109,10 @@ class Probe:
             self.frames.append(msg)
 
     def _on_encoder_stats(self, msg):
-        self.encoder_stats = msg
+        with self.lock:
+            self.encoder_stats = msg
+            if msg.has_frame:
+                self.frame_stats[stamp_ns(msg.header)] = msg
 
     def _on_decoder_stats(self, msg):
         self.decoder_stats = msg
@@ -119,6 +130,9 @@ class Probe:
     def frames_after(self, t_ns: int) -> list:
         return [f for f in self.frames if stamp_ns(f.header) > t_ns]
 
+    def wait_frames_after(self, t_ns: int, n: int, what: str) -> list:
+        return self.wait_for(lambda: self.frames_after(t_ns)[:n] if len(self.frames_after(t_ns)) >= n else None, WAIT_S, what)
+
     def close(self):
         self.executor.shutdown(timeout_sec=5)
         self.thread.join(timeout=5)
@@ -132,7 +146,7 @@ class Pipeline:
         self.env["OMP_NUM_THREADS"] = str(NODE_THREADS)
         self.namespace = f"e2e_{os.getpid()}"
         encoder_params = tmp / "encoder.yaml"
-        # static ROI: the lower half of the frame (a "road ahead" box), start at a low rate
+        # start at a low rate with a static ROI; every test still sets what it relies on
         encoder_params.write_text(
             "/**:\n  ros__parameters:\n    rate: 0.3\n    roi_weight: 4.0\n"
             "    roi:\n      static_boxes_rel: [0.0, 0.5, 1.0, 1.0]\n"
@@ -140,7 +154,7 @@ class Pipeline:
         self.log_path = tmp / "launch.log"
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "roi_codec_ros.tools.launch_runner", "roi_codec_ros", "pipeline.launch.py",
+            [console_script("roi-launch"), "roi_codec_ros", "pipeline.launch.py",
              f"namespace:={self.namespace}", f"model_path:={MODEL}", "detector_weights:=none", "fps:=4",
              f"width:={WIDTH}", f"height:={HEIGHT}", "overlay:=true", f"encoder_params_file:={encoder_params}"],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -151,16 +165,24 @@ class Pipeline:
         return self.log_path.read_text(errors="replace")
 
     def param(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "roi_codec_ros.tools.param_cli", *args, "--timeout", "30"],
+        return subprocess.run([console_script("roi-param"), *args, "--timeout", "30"],
                               env=self.env, capture_output=True, text=True, timeout=120)
+
+    def set(self, name: str, value: str) -> int:
+        """Set an encoder parameter; returns the wall time (ns) after which new source frames use it."""
+        result = self.param("set", self.encoder, name, value)
+        assert result.returncode == 0, (name, value, result.stdout, result.stderr)
+        return time.time_ns()
 
     @property
     def encoder(self) -> str:
         return f"/{self.namespace}/encoder"
 
-    def stop(self) -> int | None:
+    def stop(self) -> tuple[int | None, float]:
+        """SIGINT to roi-launch (as Ctrl-C); (exit status, seconds until every node had exited)."""
         if self.log.closed:
-            return self.process.returncode
+            return self.process.returncode, 0.0
+        started = time.monotonic()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -168,9 +190,10 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        took = time.monotonic() - started
         self.probe.close()
         self.log.close()
-        return self.process.returncode
+        return self.process.returncode, took
 
 
 @pytest.fixture(scope="module")
@@ -191,17 +214,25 @@ def codec(pipeline, random_codec):
     return random_codec if MODEL == "random" else RoiCodec.load(MODEL)
 
 
+
+def with_static_roi(pipeline) -> int:
+    """The lower half of the frame as the only ROI (a "road ahead" box); returns when it applies."""
+    pipeline.set("roi.static_boxes", "none")
+    return pipeline.set("roi.static_boxes_rel", "[0.0, 0.5, 1.0, 1.0]")
+
+
 def test_decoded_frames_keep_stamps_and_quality(pipeline, codec):
     probe = pipeline.probe
+    t_set = with_static_roi(pipeline)
 
     def matched():
         # best-effort topics may drop or reorder a message: use frames whose source, bitstream and decoded image
         # all reached the probe
-        encoded = {stamp_ns(f.header) for f in probe.frames}
-        pairs = [(t, img, fid) for t, img, fid in probe.decoded if t in probe.sources and t in encoded]
+        encoded = {stamp_ns(f.header) for f in probe.frames_after(t_set)}
+        pairs = [(t, img, fid) for t, img, fid in probe.decoded if t in probe.sources and t in encoded and t in probe.frame_stats]
         return pairs if len(pairs) >= 3 else None
 
-    pairs = probe.wait_for(matched, WAIT_S, "3 decoded frames whose source and bitstream the probe also received")
+    pairs = probe.wait_for(matched, WAIT_S, "3 decoded frames whose source, bitstream and statistics the probe also received")
     with probe.lock:
         frames = {stamp_ns(f.header): f for f in probe.frames}
     for t, decoded, frame_id in pairs[:3]:
@@ -210,90 +241,157 @@ def test_decoded_frames_keep_stamps_and_quality(pipeline, codec):
         assert frame_id == "camera"
         assert psnr(source, decoded) >= PSNR_FLOOR_DB
         frame = frames[t]
-        assert frame.codec_id == codec.model_id and (frame.width, frame.height) == (WIDTH, HEIGHT)
+        assert (frame.format, frame.keyframe, frame.source_encoding) == ("rcb1", True, "rgb8")
+        header = codec.read_header(bytes(frame.data))  # raises unless the decoder's model made it
+        assert (header.width, header.height) == (WIDTH, HEIGHT)
         # the node's output is the bitstream's image (pixels are bit-exact for the same device type and thread count;
         # the nodes run with NODE_THREADS, and earlier tests may have changed this process's count)
         assert np.array_equal(decoded, decode_with_threads(codec, bytes(frame.data), NODE_THREADS))
-        assert [b.class_name for b in frame.boxes] == ["static"] and frame.roi_coverage == pytest.approx(0.5, abs=0.02)
+        assert [(b.x1, b.y1, b.x2, b.y2, b.class_name) for b in frame.boxes] == [(0.0, HEIGHT / 2, WIDTH, HEIGHT, "static")]
+        assert probe.frame_stats[t].roi_coverage == pytest.approx(0.5, abs=0.02)
+    sequences = [f.sequence for f in sorted(frames.values(), key=lambda f: stamp_ns(f.header))]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)  # numbered in publishing order
     probe.wait_for(lambda: probe.overlays > 0, WAIT_S, "an ROI overlay image")
     stats = probe.wait_for(lambda: probe.encoder_stats, WAIT_S, "encoder statistics")
-    assert stats.frames_encoded > 0 and stats.bytes > 0 and stats.encode_ms > 0 and stats.total_ms >= stats.encode_ms
-    assert stats.frames_received >= stats.frames_encoded + stats.frames_dropped - 1
+    assert stats.frames_encoded > 0 and stats.frames_received >= stats.frames_encoded + stats.frames_dropped - 1
+    per_frame = probe.frame_stats[pairs[0][0]]
+    assert per_frame.bytes == len(frames[pairs[0][0]].data) and per_frame.encode_ms > 0 and per_frame.total_ms >= per_frame.encode_ms
 
 
 def test_live_rate_and_roi_weight_apply_to_next_frames(pipeline):
     probe = pipeline.probe
-    before = probe.wait_for(lambda: [f for f in probe.frames if abs(f.rate - 0.3) < 1e-3][-4:] or None, WAIT_S, "frames at rate 0.3")
-
-    result = pipeline.param("set", pipeline.encoder, "rate", "0.95")
-    assert result.returncode == 0, result.stdout + result.stderr
-    t_set = time.time_ns()
-    after = probe.wait_for(lambda: probe.frames_after(t_set)[:2] if len(probe.frames_after(t_set)) >= 2 else None, WAIT_S,
-                           "frames after the rate change")
-    assert all(abs(f.rate - 0.95) < 1e-3 for f in after)
+    pipeline.set("roi_weight", "4.0")
+    t_low = pipeline.set("rate", "0.3")
     # the source alternates images: compare sizes of the same source image before and after the change
     def image_key(f):
         source = probe.sources.get(stamp_ns(f.header))
         return None if source is None else hash(source.tobytes())
 
+    before = probe.wait_for(lambda: [f for f in probe.frames_after(t_low) if image_key(f) is not None][:4] or None, WAIT_S,
+                            "frames at rate 0.3")
+    assert all(abs(frame_rate(f) - 0.3) < 1e-3 for f in before)
+
+    t_high = pipeline.set("rate", "0.95")
+    after = probe.wait_frames_after(t_high, 2, "frames after the rate change")
+    assert all(abs(frame_rate(f) - 0.95) < 1e-3 for f in after)
     sizes_before: dict = {}
     for f in before:
         sizes_before.setdefault(image_key(f), []).append(len(f.data))
-    compared = [(len(f.data), max(sizes_before[image_key(f)])) for f in after if image_key(f) in sizes_before]
+    more = probe.wait_for(lambda: [f for f in probe.frames_after(t_high) if image_key(f) in sizes_before] or None, WAIT_S,
+                          "a frame of an image also seen at the low rate")
+    compared = [(len(f.data), max(sizes_before[image_key(f)])) for f in more]
     assert compared and all(a > b for a, b in compared), compared
 
-    result = pipeline.param("set", pipeline.encoder, "roi_weight", "30")
-    assert result.returncode == 0, result.stdout + result.stderr
-    t_set = time.time_ns()
-    after = probe.wait_for(lambda: probe.frames_after(t_set)[:2] if len(probe.frames_after(t_set)) >= 2 else None, WAIT_S,
-                           "frames after the roi_weight change")
-    assert all(f.roi_weight == pytest.approx(30.0) and abs(f.rate - 0.95) < 1e-3 for f in after)
+    t_weight = pipeline.set("roi_weight", "30")
+    after = probe.wait_for(lambda: [probe.frame_stats[stamp_ns(f.header)] for f in probe.frames_after(t_weight)
+                                    if stamp_ns(f.header) in probe.frame_stats][:2] or None, WAIT_S,
+                           "statistics of frames after the roi_weight change")
+    assert all(s.roi_weight == pytest.approx(30.0) and abs(s.rate - 0.95) < 1e-3 for s in after)
+
+
+def test_static_boxes_set_and_cleared_with_none(pipeline):
+    probe = pipeline.probe
+    pipeline.set("roi.static_boxes_rel", "none")
+    t_box = pipeline.set("roi.static_boxes", "[0, 0, 64, 32]")  # integers: converted, as ros2 param set sends them
+    frame = probe.wait_frames_after(t_box, 1, "frames with the pixel box")[0]
+    assert [(b.x1, b.y1, b.x2, b.y2) for b in frame.boxes] == [(0.0, 0.0, 64.0, 32.0)]
+    t_clear = pipeline.set("roi.static_boxes", "none")
+    kept = pipeline.param("get", pipeline.encoder, "roi.static_boxes")
+    assert kept.stdout.strip() == "String value is: none"
+    frames = probe.wait_frames_after(t_clear, 2, "frames after clearing the boxes")
+    assert all(f.boxes == [] for f in frames)
+    stats = probe.wait_for(lambda: [probe.frame_stats.get(stamp_ns(f.header)) for f in probe.frames_after(t_clear)
+                                    if stamp_ns(f.header) in probe.frame_stats][:1] or None, WAIT_S, "their statistics")
+    assert stats[0].num_boxes == 0 and stats[0].roi_coverage == 0.0
 
 
 def test_invalid_values_are_rejected_with_reason(pipeline):
+    pipeline.set("rate", "0.7")
     cases = [
         (("rate", "1.5"), "out of range"),
         (("roi_weight", "0.5"), "out of range"),
         (("roi.static_boxes", "[1, 2, 3]"), "4 numbers"),
+        (("roi.static_boxes", "[.nan, 0.0, 1.0, 1.0]"), "finite"),
+        (("roi.static_boxes", "[0, 0, .inf, 1]"), "finite"),
+        (("roi.static_boxes", "[nan, 0, 1, 1]"), "nan"),  # YAML reads a bare nan as text
         (("model_path", "other.pt"), "read-only"),
     ]
     for (name, value), reason in cases:
         result = pipeline.param("set", pipeline.encoder, name, value)
-        assert result.returncode == 1 and reason in result.stderr, (name, value, result.stdout, result.stderr)
+        assert result.returncode == 1 and reason in result.stderr and "Traceback" not in result.stderr, (
+            name, value, result.stdout, result.stderr)
     kept = pipeline.param("get", pipeline.encoder, "rate")
-    assert kept.stdout.strip() == "Double value is: 0.95"
+    assert kept.stdout.strip() == "Double value is: 0.7"
     t = time.time_ns()
     probe = pipeline.probe
-    frame = probe.wait_for(lambda: probe.frames_after(t)[:1] or None, WAIT_S, "frames after the rejected changes")[0]
-    assert abs(frame.rate - 0.95) < 1e-3
+    frame = probe.wait_frames_after(t, 1, "frames after the rejected changes")[0]
+    assert abs(frame_rate(frame) - 0.7) < 1e-3
+    assert pipeline.process.poll() is None
 
 
-def test_garbage_frames_are_counted_and_decoder_keeps_running(pipeline):
+def test_bad_frames_are_counted_and_decoder_keeps_running(pipeline, codec):
     from roi_codec_ros.msg import EncodedFrame
+    from roi_codec_ros.nodes.runtime import message
 
     probe = pipeline.probe
-    real = probe.frames[-1]
     stats = probe.wait_for(lambda: probe.decoder_stats, WAIT_S, "decoder statistics")
-    corrupt, foreign = stats.frames_corrupt, stats.frames_foreign
+    corrupt, foreign, unsupported = stats.frames_corrupt, stats.frames_foreign, stats.frames_unsupported
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    other_model = RoiCodec.random(seed=1).encode(image, rate=0.5).data  # valid bitstream, another model
+    valid = codec.encode(image, rate=0.5).data
     rng = np.random.default_rng(0)
     for i in range(3):
-        for codec_id in (real.codec_id, "f" * 64):
-            garbage = EncodedFrame(codec_id=codec_id, height=real.height, width=real.width, source_encoding="rgb8")
-            garbage.header.stamp.sec = 1
-            garbage.data = rng.integers(0, 256, 2000 + i, dtype=np.uint8).tobytes()
-            probe.injector.publish(garbage)
-            time.sleep(0.3)
-    probe.wait_for(lambda: probe.decoder_stats.frames_corrupt > corrupt and probe.decoder_stats.frames_foreign > foreign,
-                   WAIT_S, "the decoder to count corrupt and foreign frames")
+        for fmt, data in (("rcb1", b"RCB" + rng.integers(0, 256, 2000 + i, dtype=np.uint8).tobytes()),
+                          ("rcb1", other_model), ("h264", valid)):
+            bad = message(EncodedFrame, format=fmt, source_encoding="rgb8", keyframe=True)
+            bad.header.stamp.sec = 1
+            bad.data = data
+            probe.injector.publish(bad)
+            time.sleep(0.3)  # one at a time: the decoder's latest-frame-wins slot would drop a burst
+
+    def counted():
+        s = probe.decoder_stats
+        return s.frames_corrupt > corrupt and s.frames_foreign > foreign and s.frames_unsupported > unsupported
+
+    probe.wait_for(counted, WAIT_S, "the decoder to count corrupt, foreign and unsupported frames")
     n = len(probe.decoded)
-    probe.wait_for(lambda: len(probe.decoded) >= n + 2, WAIT_S, "decoded frames after the garbage")
+    probe.wait_for(lambda: len(probe.decoded) >= n + 2, WAIT_S, "decoded frames after the bad ones")
     assert pipeline.process.poll() is None
     log = pipeline.launch_log()
-    assert "corrupt frame dropped" in log and "foreign frame dropped" in log
+    assert "corrupt frame dropped" in log and "foreign frame dropped" in log and "is not one this decoder decodes" in log
+
+
+def test_pipeline_monitor_joins_the_live_topics(pipeline):
+    from roi_codec_ros.tools.pipeline_monitor import PipelineMonitor, format_record, summarize
+
+    with_static_roi(pipeline)
+    monitor = PipelineMonitor(pipeline.namespace)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while len(monitor.records) < 2 and time.monotonic() < deadline:
+            monitor.process()
+            time.sleep(0.1)
+        records = monitor.records[:2]
+        assert len(records) == 2, "pipeline_monitor joined no frames"
+        with pipeline.probe.lock:
+            sizes = {stamp_ns(f.header): len(f.data) for f in pipeline.probe.frames}
+        for r in records:
+            assert (r.width, r.height) == (WIDTH, HEIGHT) and r.num_bytes > 0
+            if r.stamp_ns in sizes:
+                assert r.num_bytes == sizes[r.stamp_ns]
+            assert r.psnr is not None and r.psnr >= PSNR_FLOOR_DB
+            assert r.psnr_roi is not None and r.psnr_background is not None  # the lower half is ROI
+            assert r.end_to_end_ms > 0 and r.codec_ms > 0 and r.bpp == pytest.approx(8 * r.num_bytes / (WIDTH * HEIGHT))
+        assert "bpp" in format_record(0, records[0])
+        text = summarize(records, monitor)
+        assert "2 frames" in text and "unsupported" in text
+    finally:
+        monitor.close()
 
 
 def test_launch_shutdown_is_clean(pipeline):
-    code = pipeline.stop()
+    code, took = pipeline.stop()
     log = pipeline.launch_log()
     assert code == 0, log
     assert log.count("process has finished cleanly") == 3, log
+    assert took < 5.0, f"stopping took {took:.1f} s (roi-launch escalates to SIGTERM after 5 s)\n{log}"

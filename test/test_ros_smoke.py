@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from ros_helpers import ros_env
+from ros_helpers import console_script, ros_env
 
 HERE = Path(__file__).resolve()
 TIMEOUT_S = 90.0  # startup is slow on a loaded 2-core machine
@@ -32,21 +32,15 @@ def make_frame():
 
     rng = np.random.default_rng(1234)
     frame = EncodedFrame(
-        codec_id="smoke-test-model",
-        height=375,
-        width=1242,
+        check_fields=True,  # a field the message does not have fails here
+        format=EncodedFrame.FORMAT_RCB1,
         source_encoding="bgr8",
-        rate=0.625,
-        roi_weight=12.5,
+        keyframe=True,
         boxes=[
             RoiBox(x1=10.5, y1=20.25, x2=200.0, y2=300.0, class_id=2, class_name="car", score=0.875),
             RoiBox(x1=0.0, y1=0.0, x2=1242.0, y2=100.0, class_id=RoiBox.STATIC_CLASS_ID, class_name="static", score=1.0),
         ],
-        roi_coverage=0.3125,
         sequence=2**40 + 7,
-        detector_ms=12.0,
-        encode_ms=34.0,
-        total_ms=50.0,
     )
     frame.header.frame_id = "camera"
     frame.header.stamp.sec, frame.header.stamp.nanosec = 1_700_000_000, 123_456_789
@@ -158,7 +152,7 @@ def test_custom_message_crosses_processes_byte_identical(tmp_path):
     frame = deserialize_message(got_bytes, EncodedFrame)
     expected = make_frame()
     assert bytes(frame.data) == bytes(expected.data)
-    assert (frame.width, frame.height, frame.codec_id, frame.sequence) == (1242, 375, "smoke-test-model", 2**40 + 7)
+    assert (frame.format, frame.source_encoding, frame.keyframe, frame.sequence) == ("rcb1", "bgr8", True, 2**40 + 7)
     assert [b.class_name for b in frame.boxes] == ["car", "static"]
 
 
@@ -171,7 +165,7 @@ def test_parameter_set_from_another_process_reaches_on_set_callback(tmp_path):
         deadline = time.monotonic() + TIMEOUT_S
         while not (log.exists() and "ready" in log.read_text()) and time.monotonic() < deadline and node.poll() is None:
             time.sleep(0.2)
-        param = [sys.executable, "-m", "roi_codec_ros.tools.param_cli"]
+        param = [console_script("roi-param")]
         ok = subprocess.run([*param, "set", f"/{node_name}", "gain", "2.5", "--timeout", "60"], env=env,
                             capture_output=True, text=True, timeout=120)
         bad = subprocess.run([*param, "set", f"/{node_name}", "gain", "7"], env=env, capture_output=True, text=True, timeout=120)

@@ -1,6 +1,6 @@
 """The ROS nodes' plain parts (no ROS graph): image conversion, latest-frame-wins worker, rates, encoder/decoder
-cores with the untrained test codec, frame sources, parameter mapping, roi-param value conversion and the
-roi-launch shim (dry run of the real launch files)."""
+cores with the untrained test codec, frame sources, parameter mapping, import boundaries of the node processes,
+transport checks, roi-param value conversion and the roi-launch shim (dry run of the real launch files)."""
 from __future__ import annotations
 
 import os
@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from roi_codec_ros.codec import BitstreamError
+from roi_codec_ros.codec import BitstreamError, RoiCodec
 from roi_codec_ros.detector import RoiMaskConfig
-from roi_codec_ros.nodes.decoder_core import ForeignFrameError, FrameDecoder, roi_overlay
+from roi_codec_ros.nodes.decoder_core import FORMAT_RCB1, ForeignFrameError, FrameDecoder, UnsupportedFormatError, roi_overlay
 from roi_codec_ros.nodes.encoder_core import EncoderSettings, FrameEncoder, RoiBoxInfo
 from roi_codec_ros.nodes.frame_sources import FrameSourceError, open_source
 from roi_codec_ros.nodes.images import ImageEncodingError, image_to_rgb, rgb_to_image_data
-from roi_codec_ros.nodes.worker import LatestFrameWorker, RateWindow
+from roi_codec_ros.nodes.worker import LatestFrameWorker, RateLimiter, RateWindow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,9 +54,10 @@ def test_image_errors_name_the_problem():
 # -- worker / rates ---------------------------------------------------------------------------------------
 def test_latest_frame_wins_drops_stale_frames_and_survives_errors():
     handled, errors = [], []
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def handle(item):
+        started.set()
         gate.wait(5)
         if item == "bad":
             raise RuntimeError("boom")
@@ -64,8 +65,8 @@ def test_latest_frame_wins_drops_stale_frames_and_survives_errors():
 
     worker = LatestFrameWorker(handle, errors.append)
     try:
-        worker.submit(0)  # taken by the worker, blocked on the gate
-        time.sleep(0.2)
+        worker.submit(0)
+        assert started.wait(5)  # taken by the worker, blocked on the gate
         for i in range(1, 10):
             worker.submit(i)  # each replaces the previous waiting one
         gate.set()
@@ -78,6 +79,34 @@ def test_latest_frame_wins_drops_stale_frames_and_survives_errors():
         assert handled[-1] == 10 and len(errors) == 1 and "boom" in str(errors[0])
     finally:
         worker.stop()
+
+
+def test_worker_stop_discards_pending_and_does_not_wait_for_a_long_frame():
+    release, started = threading.Event(), threading.Event()
+    handled = []
+
+    def handle(item):
+        started.set()
+        release.wait(10)  # a frame that takes longer than the stop timeout
+        handled.append(item)
+
+    worker = LatestFrameWorker(handle, lambda exc: None)
+    worker.submit("long")
+    assert started.wait(5)
+    worker.submit("pending")
+    t = time.monotonic()
+    assert worker.stop(timeout=0.3) is False  # still busy: stop returns after its timeout instead of blocking
+    assert time.monotonic() - t < 2.0 and worker.stopping
+    release.set()
+    worker._thread.join(5)
+    assert handled == ["long"]  # the pending frame was discarded, not started after stop
+
+
+def test_rate_limiter():
+    limiter = RateLimiter(2.0)
+    assert [limiter.accept(t) for t in (0.0, 0.2, 0.49, 0.5, 0.7, 1.1)] == [True, False, False, True, False, True]
+    limiter.max_rate = 0.0  # live change to "no limit"
+    assert all(limiter.accept(1.1 + 0.01 * i) for i in range(5))
 
 
 def test_rate_window():
@@ -118,19 +147,44 @@ def test_encoder_settings_check(random_codec):
 
 
 def test_frame_decoder_classifies_bad_frames(random_codec):
-    image = _image(64, 64, seed=3)
+    image = _image(48, 80, seed=3)
     frame = random_codec.encode(image, rate=0.5)
     decoder = FrameDecoder(random_codec)
-    assert np.array_equal(decoder.decode(frame.data, frame.model_id), random_codec.decode(frame.data))
-    with pytest.raises(ForeignFrameError, match="different|this decoder has"):
-        decoder.decode(frame.data, "0" * 64)
+    decoded = decoder.decode(frame.data, FORMAT_RCB1)
+    assert decoded.shape == (48, 80, 3)  # the size comes from the bitstream (the message has no size fields)
+    assert np.array_equal(decoded, random_codec.decode(frame.data))
+    # an intact bitstream of another model: foreign, whatever else the message says
+    other = RoiCodec.random(seed=1)
+    assert other.model_hash != random_codec.model_hash
+    with pytest.raises(ForeignFrameError, match="made by codec model"):
+        decoder.decode(other.encode(image, rate=0.5).data, FORMAT_RCB1)
+    # a damaged model hash fails the CRC first: corrupt, never foreign
+    damaged_hash = bytearray(frame.data)
+    damaged_hash[5] ^= 0x01
+    with pytest.raises(BitstreamError, match="CRC") as err:
+        decoder.decode(bytes(damaged_hash), FORMAT_RCB1)
+    assert not isinstance(err.value, ForeignFrameError)
     garbage = np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes()
     with pytest.raises(BitstreamError):
-        decoder.decode(garbage, random_codec.model_id)
+        decoder.decode(garbage, FORMAT_RCB1)
     broken = bytearray(frame.data)
     broken[len(broken) // 2] ^= 0xFF
     with pytest.raises(BitstreamError):
-        decoder.decode(bytes(broken), "")
+        decoder.decode(bytes(broken), FORMAT_RCB1)
+    for fmt in ("h264", ""):
+        with pytest.raises(UnsupportedFormatError, match="not one this decoder decodes"):
+            decoder.decode(frame.data, fmt)
+
+
+def test_format_constant_matches_the_message():
+    from roi_codec_ros.evaluation.bags import RCB_FORMAT
+    from roi_codec_ros.msg import EncodedFrame
+
+    assert EncodedFrame.FORMAT_RCB1 == FORMAT_RCB1 == RCB_FORMAT
+    fields = EncodedFrame.get_fields_and_field_types()
+    # what repeats the bitstream header (size, rate, model id) or the statistics (timings, coverage) is gone
+    assert not {"height", "width", "rate", "roi_weight", "codec_id", "roi_coverage", "encode_ms", "total_ms"} & set(fields)
+    assert {"header", "format", "keyframe", "boxes", "data", "sequence"} <= set(fields)
 
 
 def test_roi_overlay_marks_boxes():
@@ -139,6 +193,7 @@ def test_roi_overlay_marks_boxes():
     assert out.shape == image.shape and out.dtype == np.uint8
     assert out[55, 75].mean() < 120  # outside the ROI: dimmed
     assert out[25, 25].mean() > 150  # inside: kept
+    assert np.array_equal(roi_overlay(image, []), image)  # no ROI (uniform quality): nothing dimmed
 
 
 # -- parameters -> settings ---------------------------------------------------------------------------------
@@ -155,6 +210,26 @@ def test_settings_from_parameters():
         settings_from_parameters({**values, "roi.static_boxes": [0, 0, 10]})
     with pytest.raises(ValueError, match="x2>=x1"):
         settings_from_parameters({**values, "roi.static_boxes": [10, 0, 0, 10]})
+
+
+def test_static_boxes_can_be_cleared_and_reject_non_numbers():
+    """'none' (the default) and any empty array clear the boxes: `ros2 param set` cannot send an empty double
+    array ("[]" arrives as an empty bool array).  What it sends for "[nan, 0, 1, 1]" (a string: YAML reads nan
+    as text) and a real NaN/inf are rejected with a reason."""
+    from roi_codec_ros.nodes.encoder_node import PARAMETERS, settings_from_parameters
+
+    values = {p.name: p.default for p in PARAMETERS}
+    assert values["roi.static_boxes"] == "none" and settings_from_parameters(values).roi.static_boxes == ()
+    boxed = {**values, "roi.static_boxes": [0.0, 200.0, 1242.0, 375.0]}
+    assert settings_from_parameters(boxed).roi.static_boxes == ((0.0, 200.0, 1242.0, 375.0),)
+    for cleared in ("none", "None", [], ()):
+        assert settings_from_parameters({**boxed, "roi.static_boxes": cleared}).roi.static_boxes == ()
+    assert settings_from_parameters({**values, "roi.static_boxes_rel": [0, 0, 1, 1]}).roi.static_boxes_rel == ((0.0, 0.0, 1.0, 1.0),)
+    cases = [("[nan, 0, 1, 1]", "got the string"), ("[inf, 0, 1, 1]", "got the string"), ([float("nan"), 0, 1, 1], "finite"),
+             ([0, 0, float("inf"), 1], "finite"), ([True, False, True, True], "numbers"), (["a", "b", "c", "d"], "numbers")]
+    for value, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            settings_from_parameters({**values, "roi.static_boxes": value})
 
 
 # -- frame sources ------------------------------------------------------------------------------------------
@@ -215,14 +290,69 @@ def test_frame_encoder_with_untrained_detector(random_codec):
 
     detector = DetectorAdapter.random_init("yolov8n.yaml", imgsz=160)
     encoder = FrameEncoder(random_codec, detector)
-    settings = EncoderSettings(roi=RoiMaskConfig(classes=None, confidence=0.0, static_boxes=((0, 0, 8, 8),)))
+    settings = EncoderSettings(roi=RoiMaskConfig(classes=None, confidence=0.0, margin_px=4.0, static_boxes=((0, 0, 8, 8),)))
     settings.check(random_codec, detector)
     result = encoder.encode(_image(96, 128), settings)
-    assert result.detections is not None and result.detector_ms > 0
-    assert len(result.boxes) == len(result.detections) + 1  # every detection passes, plus the static box
-    assert result.boxes[-1].class_name == "static"
+    d = result.detections
+    assert d is not None and result.detector_ms > 0
+    assert len(result.boxes) == len(d) + 1  # every detection passes, plus the static box
+    # the boxes are the ones that shaped the mask: detections grown by the margin, with their class and score
+    for i, box in enumerate(result.boxes[:-1]):
+        assert (box.x1, box.y2) == pytest.approx((float(d.boxes[i][0]) - 4.0, float(d.boxes[i][3]) + 4.0), abs=1e-3)
+        assert (box.class_id, box.class_name) == (int(d.class_ids[i]), d.label(i))
+    assert result.boxes[-1].class_name == "static" and result.boxes[-1].class_id == -1
+    none_selected = encoder.encode(_image(96, 128), EncoderSettings(roi=RoiMaskConfig(classes=(999,))))  # no such class
+    assert none_selected.boxes == [] and none_selected.roi_coverage == 0.0
     with pytest.raises(ValueError, match="unknown ROI classes \\['unicorn'\\]"):
         EncoderSettings(roi=RoiMaskConfig(classes=("car", "unicorn"))).check(random_codec, detector)
+
+
+def _modules_loaded_by(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_decoder_process_needs_neither_detector_nor_encoder():
+    loaded = _modules_loaded_by("import roi_codec_ros.nodes.decoder_node")
+    assert "roi_codec_ros.nodes.decoder_node" in loaded
+    forbidden = {m for m in loaded if m.split(".")[0] == "ultralytics" or m.startswith("roi_codec_ros.detector")
+                 or m == "roi_codec_ros.nodes.encoder_core" or m.startswith("roi_codec_ros.evaluation")}
+    assert not forbidden, sorted(forbidden)
+
+
+def test_nodes_do_not_import_the_evaluation_package():
+    loaded = _modules_loaded_by("import roi_codec_ros.nodes.encoder_node, roi_codec_ros.nodes.decoder_node, "
+                                "roi_codec_ros.nodes.source_node")
+    assert not {m for m in loaded if m.startswith("roi_codec_ros.evaluation")}
+
+
+def test_transport_checks(monkeypatch):
+    from roi_codec_ros.nodes.runtime import PROFILE_VARIABLES, TRANSPORT_LIMIT_BYTES, LargeMessageCheck, transport_warning
+
+    for name in PROFILE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in transport_warning()
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_cyclonedds_cpp")
+    assert transport_warning() is None  # only Fast DDS has the 512 KB default
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
+    assert transport_warning() is None
+
+    class Logger:
+        def __init__(self):
+            self.errors = []
+
+        def error(self, text):
+            self.errors.append(text)
+
+    logger = Logger()
+    check = LargeMessageCheck(logger, "/cam/image_raw")
+    assert check(4096 * 3072 * 3) and not logger.errors  # a 12 MP rgb8 frame fits
+    assert not check(TRANSPORT_LIMIT_BYTES + 1) and not check(TRANSPORT_LIMIT_BYTES + 2)
+    assert len(logger.errors) == 1 and "/cam/image_raw" in logger.errors[0] and "fastdds_large_frames.xml" in logger.errors[0]
 
 
 def test_docs_list_every_parameter():

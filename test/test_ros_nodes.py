@@ -1,0 +1,545 @@
+"""The node classes on a real ROS graph: in-process (encoder/decoder nodes and a probe node in one rclpy context,
+untrained test codec) for topics, parameters, QoS overrides and statistics; separate processes for what only
+processes show: large frames through the project's Fast DDS profile, and how fast every node exits on SIGINT.
+
+In-process tests drive the nodes with ``node.set_parameters`` (the same callbacks the parameter service runs) and
+wait on conditions, never on fixed sleeps.  The process tests run this file as a script for their roles, like
+test_ros_smoke.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from ros_helpers import console_script, ros_env
+
+HERE = Path(__file__).resolve()
+WAIT_S = 60.0
+STARTUP_S = 180.0  # node processes importing torch on a loaded 2-core machine
+EXIT_LIMIT_S = 2.0  # every node must exit this soon after SIGINT
+BIG_W, BIG_H = 4096, 3072  # a 12 MP rgb8 camera frame: 37.7 MB
+BIG_FRAME_BYTES = 20_000_000  # a large EncodedFrame payload
+BIG_COUNT = 3
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class Graph:
+    """One rclpy context with an executor spinning in a thread; nodes are added and removed per test."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.rclpy = rclpy
+        self.context = Context()
+        rclpy.init(context=self.context, args=[])
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.nodes = []
+        self._count = 0
+
+    def namespace(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}_{os.getpid()}_{self._count}"
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def probe(self, namespace: str):
+        return self.add(self.rclpy.create_node(f"probe_{self._count}", namespace=namespace, context=self.context))
+
+    def remove(self, node) -> None:
+        self.executor.remove_node(node)
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+        self.nodes.remove(node)
+
+    def close(self) -> None:
+        for node in list(self.nodes):
+            self.remove(node)
+        self.executor.shutdown(timeout_sec=5)
+        self.thread.join(timeout=5)
+        self.context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def graph():
+    g = Graph()
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def params(**values):
+    from rclpy.parameter import Parameter
+
+    return [Parameter(name.replace("__", "."), value=value) for name, value in values.items()]
+
+
+def reliable(depth: int = 10):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def best_effort(depth: int = 50):
+    """What subscribes to the nodes' sensor-data publishers (a reliable subscription would not match them)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class Recorder:
+    """Collects messages of one topic (thread-safe)."""
+
+    def __init__(self, probe, msg_type, topic: str, qos=None):
+        self.lock = threading.Lock()
+        self.messages = []
+        probe.create_subscription(msg_type, topic, self._on, qos or reliable(50))
+
+    def _on(self, msg):
+        with self.lock:
+            self.messages.append(msg)
+
+    def all(self) -> list:
+        with self.lock:
+            return list(self.messages)
+
+    def last(self):
+        with self.lock:
+            return self.messages[-1] if self.messages else None
+
+
+def image_msg(rgb: np.ndarray, encoding: str, stamp: int, frame_id: str = "cam"):
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.nodes.images import rgb_to_image_data
+    from roi_codec_ros.nodes.runtime import message
+
+    if encoding in ("rgb8", "bgr8", "mono8"):
+        step, data = rgb_to_image_data(rgb, encoding)
+    else:  # an encoding the nodes do not support (rgba8): a well-formed message they must reject
+        data = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2).tobytes()
+        step = rgb.shape[1] * 4
+    msg = message(Image, height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0, step=step)
+    msg.data = data
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp, 0
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def rgb(h=64, w=96, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def publisher_to(probe, msg_type, topic: str, node):
+    pub = probe.create_publisher(msg_type, topic, reliable())
+    wait_for(lambda: pub.get_subscription_count() > 0, WAIT_S, f"{node.get_name()} to subscribe {topic}")
+    return pub
+
+
+def encoder(graph, namespace: str, **values):
+    from roi_codec_ros.nodes.encoder_node import EncoderNode
+
+    values = {"model_path": "random", "detector__weights": "none", **values}
+    return graph.add(EncoderNode(context=graph.context, namespace=namespace, parameter_overrides=params(**values)))
+
+
+def decoder(graph, namespace: str, **values):
+    from roi_codec_ros.nodes.decoder_node import DecoderNode
+
+    values = {"model_path": "random", **values}
+    return graph.add(DecoderNode(context=graph.context, namespace=namespace, parameter_overrides=params(**values)))
+
+
+# ------------------------------------------------------------------------------------------ encoder in-process
+def test_encoder_frames_and_a_detections_publisher_only_while_enabled(graph, random_codec):
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import Detections, EncodedFrame
+
+    ns = graph.namespace("det")
+    node = encoder(graph, ns, detector__weights="random", detector__imgsz=64, roi__classes=["*"], roi__confidence=0.0,
+                   roi__static_boxes_rel=[0.0, 0.5, 1.0, 1.0])
+    detections_topic = f"/{ns}/detections"
+    assert node.count_publishers(detections_topic) == 0  # not declared while publish_detections is off
+    probe = graph.probe(ns)
+    frames = Recorder(probe, EncodedFrame, "image_raw/roi_codec", best_effort())
+    detections = Recorder(probe, Detections, "detections", best_effort())
+    images = publisher_to(probe, Image, "image_raw", node)
+
+    assert node.set_parameters(params(publish_detections=True))[0].successful
+    assert node.count_publishers(detections_topic) == 1
+    wait_for(lambda: node.detections_pub.get_subscription_count() > 0, WAIT_S, "the probe to match the detections publisher")
+    sources = {10 + i: rgb(48, 80, seed=i) for i in range(2)}
+    for stamp, image in sources.items():
+        images.publish(image_msg(image, "bgr8", stamp))
+        wait_for(lambda: any(stamp_ns(f.header) == stamp * 10**9 for f in frames.all()), WAIT_S, "the encoded frame")
+    got = wait_for(lambda: detections.all() if len(detections.all()) >= 2 else None, WAIT_S, "Detections messages")
+    assert {stamp_ns(d.header) for d in got} == {s * 10**9 for s in sources}
+    assert all((d.width, d.height) == (80, 48) for d in got)
+
+    encoded = frames.all()
+    assert [f.sequence for f in encoded] == [0, 1]  # numbered as published
+    for f in encoded:
+        assert (f.format, f.keyframe, f.source_encoding, f.header.frame_id) == (EncodedFrame.FORMAT_RCB1, True, "bgr8", "cam")
+        assert random_codec.decode(bytes(f.data)).shape == (48, 80, 3)
+        static = [b for b in f.boxes if b.class_id == -1]
+        assert [(b.x1, b.y1, b.x2, b.y2, b.class_name) for b in static] == [(0.0, 24.0, 80.0, 48.0, "static")]
+
+    assert node.set_parameters(params(publish_detections=False))[0].successful
+    wait_for(lambda: node.count_publishers(detections_topic) == 0, WAIT_S, "the detections publisher to go")
+    graph.remove(node)
+
+
+def test_publish_detections_without_a_detector_is_rejected(graph):
+    node = encoder(graph, graph.namespace("nodet"))
+    result = node.set_parameters(params(publish_detections=True))[0]
+    assert not result.successful and "needs a detector" in result.reason
+    assert node.get_parameter("publish_detections").value is False
+    graph.remove(node)
+
+
+def test_max_rate_skips_frames_and_counts_them(graph):
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import EncoderStatistics
+
+    ns = graph.namespace("maxrate")
+    node = encoder(graph, ns, max_rate=1.0, statistics_period_s=0.1)
+    probe = graph.probe(ns)
+    stats = Recorder(probe, EncoderStatistics, "encoder/statistics")
+    images = publisher_to(probe, Image, "image_raw", node)
+    n = 10
+    t0 = time.monotonic()
+    for i in range(n):
+        images.publish(image_msg(rgb(seed=i), "rgb8", 100 + i))
+        time.sleep(0.05)
+
+    def settled():
+        s = stats.last()
+        return s if s is not None and s.frames_received == n and s.frames_encoded + s.frames_dropped == n else None
+
+    s = wait_for(settled, WAIT_S, "every frame to be encoded or dropped")
+    bound = 1 + int((time.monotonic() - t0) * 1.0)  # the limiter admits one frame per second of receive time
+    assert 1 <= s.frames_encoded <= bound and s.frames_dropped >= n - bound, (s.frames_encoded, s.frames_dropped, bound)
+    graph.remove(node)
+
+
+def test_qos_overrides_use_the_standard_parameters(graph):
+    from rclpy.qos import ReliabilityPolicy
+
+    ns = graph.namespace("qos")
+    base = f"/{ns}/image_raw"
+    plain = encoder(graph, ns + "_plain")
+    info = plain.get_subscriptions_info_by_topic(f"/{ns}_plain/image_raw")
+    assert info[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT  # qos_profile_sensor_data
+    graph.remove(plain)
+
+    overrides = {f"qos_overrides.{base}.subscription.reliability": "reliable",
+                 f"qos_overrides.{base}/roi_codec.publisher.reliability": "reliable"}
+    from roi_codec_ros.nodes.encoder_node import EncoderNode
+
+    node = graph.add(EncoderNode(context=graph.context, namespace=ns, parameter_overrides=params(
+        model_path="random", detector__weights="none") + [_param(k, v) for k, v in overrides.items()]))
+    assert node.get_subscriptions_info_by_topic(base)[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert node.get_publishers_info_by_topic(f"{base}/roi_codec")[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    name = f"qos_overrides.{base}.subscription.reliability"
+    assert node.describe_parameter(name).read_only  # QoS is fixed once the subscription exists
+    assert not node.set_parameters([_param(name, "best_effort")])[0].successful
+    graph.remove(node)
+
+    with pytest.raises(RuntimeError, match="QoS override"):  # run_node turns this into a "cannot start" line
+        EncoderNode(context=graph.context, namespace=ns + "_bad", parameter_overrides=params(
+            model_path="random", detector__weights="none") + [_param(f"qos_overrides./{ns}_bad/image_raw.subscription.reliability", "sometimes")])
+
+
+def _param(name, value):
+    from rclpy.parameter import Parameter
+
+    return Parameter(name, value=value)
+
+
+def test_statistics_are_published_on_a_timer_when_every_frame_fails(graph):
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import DecoderStatistics, EncodedFrame, EncoderStatistics
+
+    ns = graph.namespace("stats")
+    node = encoder(graph, ns, statistics_period_s=0.2)
+    dec = decoder(graph, ns, statistics_period_s=0.2)
+    probe = graph.probe(ns)
+    enc_stats = Recorder(probe, EncoderStatistics, "encoder/statistics")
+    dec_stats = Recorder(probe, DecoderStatistics, "decoder/statistics")
+    frames = Recorder(probe, EncodedFrame, "image_raw/roi_codec", best_effort())
+    images = publisher_to(probe, Image, "image_raw", node)
+    # nothing received yet: the decoder still reports, from its timer
+    idle = wait_for(lambda: dec_stats.last(), WAIT_S, "periodic decoder statistics")
+    assert not idle.has_frame and idle.frames_received == 0 and idle.header.stamp.sec > 0
+    for i in range(3):
+        images.publish(image_msg(rgb(seed=i), "rgba8", 200 + i))  # unsupported encoding: every frame fails
+
+    def failed():
+        s = enc_stats.last()
+        return s if s is not None and s.frames_failed == 3 else None
+
+    s = wait_for(failed, WAIT_S, "periodic encoder statistics counting 3 failed frames")
+    assert not s.has_frame and s.frames_received == 3 and s.frames_encoded == 0 and s.header.frame_id == ""
+    assert all(not m.has_frame for m in enc_stats.all())  # no frame was encoded: only timer messages
+    assert frames.all() == []
+    graph.remove(node)
+    graph.remove(dec)
+
+
+# ------------------------------------------------------------------------------------------ decoder in-process
+def _encoded(frame_bytes: bytes, stamp: int, encoding: str = "rgb8", fmt: str = "rcb1", boxes=()):
+    from roi_codec_ros.msg import EncodedFrame, RoiBox
+    from roi_codec_ros.nodes.runtime import message
+
+    msg = message(EncodedFrame, format=fmt, source_encoding=encoding, keyframe=True, sequence=stamp,
+                  boxes=[message(RoiBox, x1=b[0], y1=b[1], x2=b[2], y2=b[3], class_id=-1, class_name="static", score=1.0)
+                         for b in boxes])
+    msg.data = frame_bytes
+    msg.header.stamp.sec = stamp
+    msg.header.frame_id = "cam"
+    return msg
+
+
+def test_decoder_republishes_in_the_source_encoding_and_counts_bad_frames(graph, random_codec):
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.codec import RoiCodec
+    from roi_codec_ros.msg import DecoderStatistics, EncodedFrame
+    from roi_codec_ros.nodes.images import rgb_to_image_data
+
+    ns = graph.namespace("dec")
+    node = decoder(graph, ns, overlay=True)
+    probe = graph.probe(ns)
+    images = Recorder(probe, Image, "image", best_effort())
+    overlays = Recorder(probe, Image, "image_roi_overlay", best_effort())
+    stats = Recorder(probe, DecoderStatistics, "decoder/statistics")
+    frames = publisher_to(probe, EncodedFrame, "image_raw/roi_codec", node)
+    source = rgb(40, 72, seed=5)
+    data = random_codec.encode(source, rate=0.5).data
+    decoded = random_codec.decode(data)
+
+    def send(msg):
+        stamp = stamp_ns(msg.header)
+        frames.publish(msg)
+        return wait_for(lambda: next((s for s in stats.all() if s.has_frame and stamp_ns(s.header) == stamp), None), WAIT_S,
+                        f"decoder statistics of frame {msg.header.stamp.sec}")
+
+    for stamp, encoding in ((1, "bgr8"), (2, "mono8"), (3, "rgb8")):
+        send(_encoded(data, stamp, encoding, boxes=[(0.0, 20.0, 72.0, 40.0)]))
+        out = wait_for(lambda: next((m for m in images.all() if m.header.stamp.sec == stamp), None), WAIT_S, "the image")
+        step, expected = rgb_to_image_data(decoded, encoding)
+        assert (out.encoding, out.height, out.width, out.step, out.header.frame_id) == (encoding, 40, 72, step, "cam")
+        assert bytes(out.data) == expected
+    overlay = wait_for(lambda: overlays.last(), WAIT_S, "an overlay image")
+    assert (overlay.encoding, overlay.height, overlay.width) == ("rgb8", 40, 72)
+
+    n_images = len(images.all())
+    garbage = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    corrupt = send(_encoded(b"RCB" + garbage, 10))
+    assert (corrupt.frames_corrupt, corrupt.frames_foreign, corrupt.frames_unsupported) == (1, 0, 0)
+    foreign_data = RoiCodec.random(seed=1).encode(source, rate=0.5).data
+    foreign = send(_encoded(foreign_data, 11))
+    assert (foreign.frames_corrupt, foreign.frames_foreign) == (1, 1)  # another model: foreign, not corrupt
+    unsupported = send(_encoded(data, 12, fmt="h264"))
+    assert (unsupported.frames_unsupported, unsupported.frames_decoded) == (1, 3)
+    assert len(images.all()) == n_images  # nothing published for the bad frames
+    after = send(_encoded(data, 13))
+    assert after.frames_decoded == 4 and after.latency_ms != 0.0  # and the decoder keeps going
+    graph.remove(node)
+
+
+# ---------------------------------------------------------------------------------------------- process roles
+def _big_messages():
+    """(Images, EncodedFrames) for the large-frame test: distinct contents, stamps 0..BIG_COUNT-1."""
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import EncodedFrame
+    from roi_codec_ros.nodes.runtime import message
+
+    rng = np.random.default_rng(7)
+    images, frames = [], []
+    for i in range(BIG_COUNT):
+        img = message(Image, height=BIG_H, width=BIG_W, encoding="rgb8", is_bigendian=0, step=BIG_W * 3)
+        img.data = rng.integers(0, 256, BIG_W * BIG_H * 3, dtype=np.uint8).tobytes()
+        img.header.stamp.sec = i
+        frame = message(EncodedFrame, format="rcb1", source_encoding="rgb8", keyframe=True, sequence=i)
+        frame.data = rng.integers(0, 256, BIG_FRAME_BYTES, dtype=np.uint8).tobytes()
+        frame.header.stamp.sec = i
+        images.append(img)
+        frames.append(frame)
+    return images, frames
+
+
+def role_big_publisher(out: str) -> int:
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import EncodedFrame
+    from roi_codec_ros.nodes.ros_params import sensor_qos
+
+    rclpy.init()
+    node = rclpy.create_node("big_publisher")
+    image_pub = node.create_publisher(Image, "/big/image_raw", sensor_qos())
+    frame_pub = node.create_publisher(EncodedFrame, "/big/image_raw/roi_codec", sensor_qos())
+    images, frames = _big_messages()
+    sent = {"image_raw": [hashlib.sha256(bytes(m.data)).hexdigest() for m in images],
+            "roi_codec": [hashlib.sha256(bytes(m.data)).hexdigest() for m in frames]}
+    deadline = time.monotonic() + STARTUP_S
+    while (image_pub.get_subscription_count() == 0 or frame_pub.get_subscription_count() == 0) and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    time.sleep(1.0)  # let discovery finish on both transports
+    for image, frame in zip(images, frames):  # best effort, each once: every one must arrive
+        image_pub.publish(image)
+        frame_pub.publish(frame)
+        time.sleep(0.5)
+    Path(out).write_text(json.dumps(sent))
+    while time.monotonic() < deadline:  # until the test stops us
+        rclpy.spin_once(node, timeout_sec=0.2)
+    return 0
+
+
+def role_big_subscriber(out: str) -> int:
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from roi_codec_ros.msg import EncodedFrame
+    from roi_codec_ros.nodes.ros_params import sensor_qos
+
+    rclpy.init()
+    node = rclpy.create_node("big_subscriber")
+    got = {"image_raw": {}, "roi_codec": {}}
+
+    def keep(kind):
+        def callback(msg):
+            got[kind][msg.header.stamp.sec] = hashlib.sha256(bytes(msg.data)).hexdigest()
+        return callback
+
+    node.create_subscription(Image, "/big/image_raw", keep("image_raw"), sensor_qos())
+    node.create_subscription(EncodedFrame, "/big/image_raw/roi_codec", keep("roi_codec"), sensor_qos())
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline and min(len(v) for v in got.values()) < BIG_COUNT:
+        rclpy.spin_once(node, timeout_sec=0.2)
+    Path(out).write_text(json.dumps({k: [v.get(i) for i in range(BIG_COUNT)] for k, v in got.items()}))
+    return 0
+
+
+def _start(role: str, *args: str, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HERE), role, *args], env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_large_frames_arrive_between_processes_with_the_project_profile(tmp_path):
+    """Three 4096x3072 rgb8 Images (37.7 MB) and three 20 MB EncodedFrames, best effort, each sent once: all arrive
+    byte-identical.  With the previous profile (8 MB segment) 1 of 5 such Images arrived; with a large segment but
+    the default port queue the first one was always lost (config/fastdds_large_frames.xml)."""
+    env = ros_env(tmp_path)
+    sent, got = tmp_path / "sent.json", tmp_path / "got.json"
+    subscriber = _start("big_subscriber", str(got), env=env, log=tmp_path / "sub.log")
+    publisher = _start("big_publisher", str(sent), env=env, log=tmp_path / "pub.log")
+    try:
+        code = subscriber.wait(timeout=STARTUP_S + 60)
+        wait_for(lambda: sent.exists() or publisher.poll() is not None, WAIT_S, "the publisher's record")
+    finally:
+        _stop(subscriber)
+        _stop(publisher)
+    logs = f"subscriber:\n{(tmp_path / 'sub.log').read_text()}\npublisher:\n{(tmp_path / 'pub.log').read_text()}"
+    assert code == 0 and sent.exists(), logs
+    assert json.loads(got.read_text()) == json.loads(sent.read_text()), logs
+
+
+def test_every_node_exits_within_2_s_of_sigint_while_busy(tmp_path):
+    """frame_source -> encoder_node -> decoder_node as separate processes, busy with 1280x720 frames (the encoder
+    is mid-frame most of the time); SIGINT to all three at once; each must end with status 0 within 2 s."""
+    from roi_codec_ros.msg import DecoderStatistics
+
+    env = ros_env(tmp_path)
+    env["OMP_NUM_THREADS"] = "1"
+    ns = f"stop_{os.getpid()}"
+    common = ["--ros-args", "-r", f"__ns:=/{ns}"]
+    commands = {
+        "frame_source": [console_script("frame_source"), *common, "-p", "fps:=4.0", "-p", "width:=1280", "-p", "height:=720"],
+        "encoder_node": [console_script("encoder_node"), *common, "-p", "model_path:=random", "-p", "detector.weights:=none"],
+        "decoder_node": [console_script("decoder_node"), *common, "-p", "model_path:=random"],
+    }
+    logs = {name: tmp_path / f"{name}.log" for name in commands}
+    procs = {name: subprocess.Popen(cmd, env=env, stdout=open(logs[name], "wb"), stderr=subprocess.STDOUT)
+             for name, cmd in commands.items()}
+    g = Graph()
+    try:
+        probe = g.probe(ns)
+        stats = Recorder(probe, DecoderStatistics, "decoder/statistics")
+
+        def decoding():
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            assert not dead, f"{dead} exited early:\n" + "\n".join(logs[n].read_text() for n in dead)
+            s = stats.last()
+            return s is not None and s.frames_decoded >= 1
+
+        wait_for(decoding, STARTUP_S, "the pipeline to decode a frame")
+        started = time.monotonic()
+        for p in procs.values():
+            p.send_signal(signal.SIGINT)
+        exit_s = {}
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            exit_s[name] = time.monotonic() - started
+    finally:
+        g.close()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    text = "\n".join(f"--- {n}\n{logs[n].read_text()}" for n in procs)
+    assert {n: p.returncode for n, p in procs.items()} == {n: 0 for n in procs}, text
+    assert max(exit_s.values()) < EXIT_LIMIT_S, f"exit times {exit_s}\n{text}"
+
+
+if __name__ == "__main__":
+    roles = {"big_publisher": role_big_publisher, "big_subscriber": role_big_subscriber}
+    sys.exit(roles[sys.argv[1]](*sys.argv[2:]))
