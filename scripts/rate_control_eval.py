@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -463,6 +462,37 @@ def cmd_curve(args) -> None:
     print(f"wrote {args.out}")
 
 
+def cmd_table(args) -> None:
+    """Markdown table of a run's acceptance figures (docs/rate_control.md), from the per-video JSON files."""
+    rows = ["| video | run | target kbps | mean kbps (error) | 1-s windows within +-15 % | max / min window | "
+            "settling after step | skipped / ROI-weight changes | mean rate | prediction RMS ln |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for path in args.records:
+        data = json.loads(Path(path).read_text())
+        for s in data["runs"]:
+            ok = abs(s["mean_error"]) <= 0.05 and s["windows_within"] >= 0.9 and s["window_max_error"] <= 0.30
+            settle = "; ".join(f"{x['settling_s']:.1f} s" for x in s["steps"]) or "-"
+            if s["steps"]:
+                ok = ok and all(x["settling_s"] <= 2.0 for x in s["steps"])
+            c = s["counters"]
+            rows.append(f"| {data['video']} | {s['name']} | {s['schedule']} | {s['mean_kbps']:.1f} "
+                        f"({100 * s['mean_error']:+.1f} %) | {100 * s['windows_within']:.0f} % of {s['windows']} | "
+                        f"{100 * s['window_max_error']:+.1f} % / {100 * s['window_min_error']:+.1f} % | {settle} | "
+                        f"{c['skipped']} / {c['roi_weight_changed']} | {s['mean_rate']:.3f} | "
+                        f"{s['prediction_rms_ln']:.3f} | " + ("" if ok else "**fails**"))
+        p = data["roi_priority"]
+        if p.get("frames"):
+            notes.append(f"- {data['video']}: {p['frames']} decoded frame pairs from {p['from_s']:.1f} s, "
+                         f"{p['kbps_high']:.0f} -> {p['kbps_halved']:.0f} kbps: ROI PSNR {p['psnr_roi_high']:.2f} dB "
+                         f"{p['delta_roi_db']:+.2f} dB, background {p['psnr_bg_high']:.2f} dB {p['delta_bg_db']:+.2f} dB; "
+                         f"ROI fell less on {100 * p['share_frames_roi_falls_less']:.0f} % of the frames "
+                         f"({p['frames_with_roi']} with ROI pixels)")
+    print("\n".join(rows))
+    print()
+    print("\n".join(notes))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -522,6 +552,10 @@ def main(argv=None) -> None:
     q.add_argument("--out", required=True)
     q.add_argument("--title", default=None)
     q.set_defaults(func=cmd_plot)
+
+    t = sub.add_parser("table", help="markdown table of the acceptance figures")
+    t.add_argument("records", nargs="+")
+    t.set_defaults(func=cmd_table)
 
     c = sub.add_parser("curve", help="plot the measured size-vs-rate curves")
     c.add_argument("--measurement", default="outputs/rc/measure.json")
