@@ -2,9 +2,9 @@
 
     . scripts/env.sh && python benchmarks/ros_transport_overhead.py [--frames 20] [--fps 1] [--model random]
 
-Starts launch/pipeline.launch.py with roi-launch (frame_source resizing the bundled sample images to 1242x375,
-encoder_node, decoder_node, detector off unless --detector is given) and watches it with
-roi_codec_ros.tools.pipeline_monitor.  Per decoded frame:
+Starts launch/pipeline.launch.py with roi-launch (pip-only setup, dev/roi_codec_devtools; `ros2 launch` in a ROS
+install): frame_source resizing the bundled sample images to 1242x375, encoder_node, decoder_node, detector off
+unless --detector is given; and watches it with roi_codec_ros.tools.pipeline_monitor.  Per decoded frame:
 
     end-to-end = decoded image received by the monitor - source stamp (one clock: same machine)
     codec      = detector + encode + decode                (from the nodes' statistics)
