@@ -189,6 +189,7 @@ class RoiCodec:
         # shipped model), channels-last is ~2x faster on CPU.  Set at construction: it changes the weights' layout.
         self.model.g_s_convs.to(memory_format=torch.channels_last if self.channels_last_synthesis else torch.contiguous_format)
         self.config: ModelConfig = model.config
+        self._zero_maps: dict[tuple, tuple[list[Tensor], Tensor]] = {}  # see _zero_feature_maps
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -320,10 +321,12 @@ class RoiCodec:
         t_input = time.perf_counter()
         # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
         with self._autocast(self.analysis_dtype):
-            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w))
+            zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
+            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w),
+                                    fused=zero[0] if zero else None)
             self._sync()
             t_g_a = time.perf_counter()
-            f = self.model.object_features(feats, y, (h, w))
+            f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
             side = self.model.latent_codec.analyse_side(y, f)
         y = y.double().cpu().contiguous()
         side = {k: v.double().cpu().contiguous() for k, v in side.items()}
@@ -360,6 +363,23 @@ class RoiCodec:
                 "entropy": (end - t_analysis) * 1e3,
             },
         )
+
+    def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int]) -> tuple[list[Tensor], Tensor]:
+        """The fusion maps and object features of zero-filled features for this frame size (no detector): the
+        same computation as in ``analysis``/``object_features``, done once per size and precision (called under
+        the analysis autocast).  Saves the projections and the resizing of constant maps on every frame."""
+        dtype = self.analysis_dtype or torch.float32
+        key = (h, w, padded, dtype, self.device)
+        hit = self._zero_maps.get(key)
+        if hit is None:
+            feats = self.model.zero_features(1, h, w, self.device)
+            fused = [self.model.fusion_map(i, feats[i - 1], (padded[0] >> i, padded[1] >> i), (h, w), dtype) for i in (1, 2, 3)]
+            y_like = torch.empty(1, self.config.M, padded[0] // 16, padded[1] // 16, device=self.device, dtype=dtype)
+            hit = (fused, self.model.object_features(feats, y_like, (h, w)))
+            if len(self._zero_maps) >= 4:
+                self._zero_maps.pop(next(iter(self._zero_maps)))
+            self._zero_maps[key] = hit
+        return hit
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

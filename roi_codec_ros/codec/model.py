@@ -109,21 +109,31 @@ class RoiHyperprior(CompressionModel):
         pad_h, pad_w = size[0] - valid[0], size[1] - valid[1]
         return F.pad(feature, (0, pad_w, 0, pad_h)) if pad_h or pad_w else feature
 
+    def fusion_map(self, index: int, feature: Tensor, grid: Sequence[int], valid: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """The projected detector map that joins g_a before conv ``index`` (1..3), on that conv's input grid."""
+        stride = 2**index
+        target = (-(-valid[0] // stride), -(-valid[1] // stride))
+        return self._fit(self.fusion_proj[index - 1](feature.to(dtype)), grid, target)
+
     def analysis(
-        self, x: Tensor, mask_alpha: Tensor, features: Sequence[Tensor], embedding: Tensor, valid: Sequence[int]
+        self,
+        x: Tensor,
+        mask_alpha: Tensor,
+        features: Sequence[Tensor],
+        embedding: Tensor,
+        valid: Sequence[int],
+        fused: Sequence[Tensor] | None = None,
     ) -> Tensor:
         """g_a: padded image (B,3,H,W) + weighted ROI mask (B,1,H,W) + detector features -> y.
 
-        ``valid`` is the (height, width) of the real image inside the padded tensor.
+        ``valid`` is the (height, width) of the real image inside the padded tensor.  ``fused``: the three
+        ``fusion_map`` results when already known (the codec caches those of zero-filled features); same values.
         """
         h = torch.cat([x, mask_alpha], dim=1)
         for i, (layer, cond) in enumerate(zip(self.g_a_convs, self.g_a_cond)):
             if i > 0:
-                stride = 2**i
-                grid = h.shape[-2:]
-                target = (-(-valid[0] // stride), -(-valid[1] // stride))
-                fused = self.fusion_proj[i - 1](features[i - 1].to(h.dtype))
-                h = torch.cat([h, self._fit(fused, grid, target)], dim=1)
+                f = fused[i - 1] if fused is not None else self.fusion_map(i, features[i - 1], h.shape[-2:], valid, h.dtype)
+                h = torch.cat([h, f], dim=1)
             h = cond(layer(h), embedding)
             if i < 3:
                 h = self.g_a_gdn[i](h)
