@@ -50,7 +50,7 @@ def read_image_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.n
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             im = ImageOps.exif_transpose(im)  # as viewers (and OpenCV's imread) show it
             if im.mode.startswith("I;16") or im.mode == "I":
                 # Pillow's convert("RGB") clips 16-bit values at 255; keep the top 8 bits instead
@@ -65,6 +65,20 @@ def read_image_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.n
         raise ImageReadError(f"cannot read image {path}: no such file") from exc
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    except ImportError as exc:  # a patched Image.open that wants a plugin for a file Pillow cannot identify
+        raise ImageReadError(f"cannot read image {path}: not an image format Pillow knows ({exc})") from exc
+
+
+def _pil_open(path):
+    """``PIL.Image.open`` as Pillow defines it. Importing ultralytics replaces it with a wrapper that, on a file
+    Pillow cannot identify, runs its requirements check for a HEIF plugin (a pip install where auto-install is on)
+    and then fails with an ImportError; an unreadable file must just be an unreadable file."""
+    from PIL import Image
+
+    opener = Image.open
+    if getattr(opener, "__module__", "").startswith("ultralytics"):
+        opener = getattr(opener, "__globals__", {}).get("_image_open", opener)
+    return opener(path)
 
 
 def sample_images() -> list[Path]:

@@ -86,3 +86,12 @@ def test_file_sha256(tmp_path):
     data = os.urandom(3 << 20)
     (tmp_path / "w.pt").write_bytes(data)
     assert files.file_sha256(tmp_path / "w.pt") == hashlib.sha256(data).hexdigest()
+
+
+def test_reader_errors_stay_clear_after_ultralytics_patched_pillow(tmp_path):
+    """ultralytics replaces PIL.Image.open with a wrapper that wants a HEIF plugin for unknown files."""
+    pytest.importorskip("ultralytics.utils")
+    assert Image.open.__module__.startswith("ultralytics")  # the patch this test is about is in place
+    (tmp_path / "broken.jpg").write_bytes(b"neither JPEG nor anything else")
+    with pytest.raises(files.ImageReadError, match="broken.jpg.*cannot identify"):
+        files.read_image_rgb(tmp_path / "broken.jpg")
