@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("onnx")  # torch's TorchScript-based exporter writes through it
 ort = pytest.importorskip("onnxruntime")
 
 from roi_codec_ros.codec import RoiCodec  # noqa: E402

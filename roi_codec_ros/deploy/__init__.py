@@ -2,7 +2,7 @@
 
 The entropy side (z/w/y coding, h_s/i_s in float64 on the CPU) stays in CompressAI/``RoiCodec`` whatever runs the
 transforms, so streams stay decodable by every decoder.  Importing this package needs only torch; exporting needs
-``onnx`` and ``onnxscript``, checking needs ``onnxruntime``.
+``onnx`` (torch's TorchScript-based exporter), checking needs ``onnxruntime``.
 """
 from .onnx_export import AnalysisGraph, SynthesisGraph, export_onnx
 
