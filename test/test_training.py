@@ -265,12 +265,6 @@ def test_ddp_two_processes_gloo(ddp_run):
     assert all(np.isfinite(float(r["loss"])) for r in rows)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "trainer.train wraps the model in DistributedDataParallel without find_unused_parameters: the entropy "
-    "bottlenecks' quantiles get no gradient from the RD loss, so DDP's gradient bucket is only all-reduced "
-    "during the aux-loss backward, after optimizer.step() - each rank steps with its own gradient. "
-    "DistributedDataParallel(run.model, find_unused_parameters=True) makes the gradients equal (checked by hand); "
-    "remove this marker with that fix"))
 def test_ddp_ranks_end_with_identical_weights(ddp_run):
     """DDP starts every rank from rank 0's weights and averages the gradients: the ranks must stay identical."""
     _, ranks = ddp_run

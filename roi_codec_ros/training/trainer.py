@@ -29,6 +29,8 @@ from compressai.optimizers import net_aux_optimizer
 from roi_codec_ros.codec.checkpoint import export_model
 from roi_codec_ros.codec.losses import rd_loss
 from roi_codec_ros.codec.model import RoiHyperprior, build_model
+from roi_codec_ros.devices import resolve_device
+from roi_codec_ros.files import file_sha256
 
 from .config import TrainConfig
 from .data import Sample, collate, folder_samples, kitti_samples, make_example, sample_crop, split_train_val
@@ -55,11 +57,7 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 
 def _device(cfg: TrainConfig, rank: int) -> torch.device:
-    if cfg.device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(cfg.device)
+    return resolve_device(cfg.device, local_rank=rank)
 
 
 def load_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], dict]:
@@ -185,8 +183,6 @@ def export_trained(model, cfg: TrainConfig, path: str | Path, step: int, fp16: b
     whether it uses features at all, plus the step, git commit and training config."""
     detector = None
     if cfg.detector_weights and cfg.use_features:
-        from roi_codec_ros.detector.adapter import file_sha256
-
         weights = Path(cfg.detector_weights)
         detector = {"sha256": file_sha256(weights) if weights.is_file() else None, "name": weights.name}
     return export_model(
@@ -439,7 +435,9 @@ def train(cfg: TrainConfig) -> Path:
     run = Run(cfg, rank, world)
     train_set, val_set, manifest = load_samples(cfg)
     run.resume_or_init()
-    net = DistributedDataParallel(run.model) if world > 1 else run.model
+    # The entropy bottlenecks' quantiles get no gradient from the RD loss (only from the aux loss): without
+    # find_unused_parameters DDP would all-reduce nothing before optimizer.step() and every rank would step alone.
+    net = DistributedDataParallel(run.model, find_unused_parameters=True) if world > 1 else run.model
     writer = None
     if run.is_main:
         (run.out_dir / "config.yaml").write_text(__import__("yaml").safe_dump(cfg.to_dict(), sort_keys=False))
