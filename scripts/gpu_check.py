@@ -31,10 +31,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from codec_latency import default_image, make_frame  # noqa: E402
-
-from roi_codec_ros.codec import BitstreamError, RoiCodec  # noqa: E402
-from roi_codec_ros.codec.api import cpu_supports_bf16  # noqa: E402
+# the codec and the benchmark helpers are imported in main(), after the CUDA check (a refusal stays quick)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -45,6 +42,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     return {"max_abs": int(diff.max()), "share_differing": float((diff > 0).mean()), "psnr_db": psnr(a, b)}
+
+
+def _imports() -> None:
+    global BitstreamError, RoiCodec, cpu_supports_bf16, default_image, make_frame
+    from codec_latency import default_image, make_frame
+
+    from roi_codec_ros.codec import BitstreamError, RoiCodec
+    from roi_codec_ros.codec.api import cpu_supports_bf16
 
 
 def variants(device: str) -> dict[str, dict]:
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.frames < 1:
         p.error("--frames must be >= 1")
+    _imports()
     source = Path(args.image) if args.image else default_image()
     cpu = load(args.model, "cpu", analysis_precision="fp32")
     report = {"environment": environment(args.device), "model_id": cpu.model_id, "source": source.name,
