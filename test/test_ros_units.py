@@ -317,7 +317,10 @@ def _modules_loaded_by(statement: str) -> set[str]:
 def test_decoder_process_needs_neither_detector_nor_encoder():
     loaded = _modules_loaded_by("import roi_codec_ros.nodes.decoder_node")
     assert "roi_codec_ros.nodes.decoder_node" in loaded
-    forbidden = {m for m in loaded if m.split(".")[0] == "ultralytics" or m.startswith("roi_codec_ros.detector")
+    # the ROI box geometry (detector.roi_mask, numpy only) is allowed: it draws the overlay with the codec's own rule
+    allowed = {"roi_codec_ros.detector", "roi_codec_ros.detector.roi_mask", "roi_codec_ros.detector.detections"}
+    forbidden = {m for m in loaded if m.split(".")[0] == "ultralytics"
+                 or (m.startswith("roi_codec_ros.detector") and m not in allowed)
                  or m == "roi_codec_ros.nodes.encoder_core" or m.startswith("roi_codec_ros.evaluation")}
     assert not forbidden, sorted(forbidden)
 

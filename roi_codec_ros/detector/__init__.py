@@ -7,56 +7,30 @@
 
 Boxes from elsewhere (another node, hand-placed) enter as ``Detections.from_boxes(...)`` and share the ROI rule.
 """
-from .adapter import (
-    WEIGHTS_ENV,
-    DetectorAdapter,
-    DetectorResult,
-    DetectorWeightsError,
-    default_weights_path,
-    keep_torch_threads,
-    resolve_device,
-)
-from .detections import Detections
-from .geometry import LetterboxGeometry, crop_features_to_frame, letterbox
-from .roi_mask import (
-    DEFAULT_ROI_CLASSES,
-    RoiMaskConfig,
-    RoiSelection,
-    box_pixel_bounds,
-    parse_classes,
-    rasterise_boxes,
-    roi_boxes,
-    roi_keep,
-    roi_mask_from_detections,
-    select_detections,
-    select_roi,
-    selected_class_ids,
-    unknown_classes,
-)
+import importlib
 
-__all__ = [
-    "DEFAULT_ROI_CLASSES",
-    "WEIGHTS_ENV",
-    "DetectorAdapter",
-    "DetectorResult",
-    "DetectorWeightsError",
-    "Detections",
-    "LetterboxGeometry",
-    "RoiMaskConfig",
-    "RoiSelection",
-    "box_pixel_bounds",
-    "parse_classes",
-    "rasterise_boxes",
-    "crop_features_to_frame",
-    "default_weights_path",
-    "keep_torch_threads",
-    "letterbox",
-    "resolve_device",
-    "roi_boxes",
-    "roi_keep",
-    "roi_mask_from_detections",
-    "select_detections",
-    "select_roi",
-    "selected_class_ids",
-    "unknown_classes",
-]
+# Lazy exports (PEP 562): the ROI rule and box geometry (numpy only) are usable without loading the YOLO adapter and
+# ultralytics, so a decoder process can draw ROI boxes without the detector stack.
+_EXPORTS = {
+    ".adapter": ["WEIGHTS_ENV", "DetectorAdapter", "DetectorResult", "DetectorWeightsError", "default_weights_path",
+                 "keep_torch_threads", "resolve_device"],
+    ".detections": ["Detections"],
+    ".geometry": ["LetterboxGeometry", "crop_features_to_frame", "letterbox"],
+    ".roi_mask": ["DEFAULT_ROI_CLASSES", "RoiMaskConfig", "RoiSelection", "box_pixel_bounds", "parse_classes",
+                  "rasterise_boxes", "roi_boxes", "roi_keep", "roi_mask_from_detections", "select_detections",
+                  "select_roi", "selected_class_ids", "unknown_classes"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -10,6 +10,7 @@ import numpy as np
 
 from roi_codec_ros.codec import BitstreamError, RoiCodec
 from roi_codec_ros.codec.bitstream import unpack_frame
+from roi_codec_ros.detector.roi_mask import box_pixel_bounds, rasterise_boxes  # numpy only: no detector stack
 
 FORMAT_RCB1 = "rcb1"  # EncodedFrame.FORMAT_RCB1: the ROI codec's .rcb container (docs/bitstream.md)
 SUPPORTED_FORMATS = (FORMAT_RCB1,)
@@ -51,9 +52,9 @@ class FrameDecoder:
 
 
 def _corners(box, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    x1, y1 = int(np.floor(box.x1)), int(np.floor(box.y1))
-    x2, y2 = int(np.ceil(box.x2)) - 1, int(np.ceil(box.y2)) - 1  # cv2 rectangles include their end pixel
-    return (max(0, x1), max(0, y1)), (min(width - 1, x2), min(height - 1, y2))
+    """The outline of the pixels the box covers (the ROI rule's box_pixel_bounds); cv2 rectangles include their end."""
+    c0, r0, c1, r1 = box_pixel_bounds((box.x1, box.y1, box.x2, box.y2), height, width)
+    return (c0, r0), (max(c0, c1 - 1), max(r0, r1 - 1))
 
 
 def roi_overlay(image: np.ndarray, boxes: Iterable, dim: float = 0.45) -> np.ndarray:
@@ -66,10 +67,8 @@ def roi_overlay(image: np.ndarray, boxes: Iterable, dim: float = 0.45) -> np.nda
     if not boxes:
         return out
     h, w = out.shape[:2]
-    inside = np.zeros((h, w), np.uint8)
+    inside = rasterise_boxes(np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64), h, w)
     corners = [_corners(b, h, w) for b in boxes]
-    for p1, p2 in corners:
-        cv2.rectangle(inside, p1, p2, 1, thickness=-1)
     dimmed = (out.astype(np.float32) * float(dim)).astype(np.uint8)
     out = np.where(inside[..., None] > 0, out, dimmed)
     thick = max(1, round(max(h, w) / 600))

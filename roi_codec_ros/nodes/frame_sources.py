@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from roi_codec_ros.files import IMAGE_SUFFIXES, image_files, read_image_rgb
+from roi_codec_ros.files import IMAGE_SUFFIXES, image_files, read_image_rgb, sample_images
 
 BUNDLED = "bundled"  # the input name of the bundled sample images
 CACHE_MAX_FRAMES = 64  # image lists up to this size are decoded once and kept in memory
@@ -29,14 +29,10 @@ class FrameSourceError(ValueError):
 
 def bundled_images() -> list[Path]:
     """ultralytics' sample images (bus.jpg, zidane.jpg): always installed with the detector dependency."""
-    import ultralytics
-
-    assets = Path(ultralytics.__file__).resolve().parent / "assets"
-    paths = [assets / "bus.jpg", assets / "zidane.jpg"]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FrameSourceError(f"bundled sample images missing: {missing} (reinstall ultralytics)")
-    return paths
+    try:
+        return sample_images()
+    except FileNotFoundError as exc:
+        raise FrameSourceError(f"{exc} (reinstall ultralytics)") from exc
 
 
 def _resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
