@@ -247,13 +247,13 @@ def _main_eval_bag(args) -> int:
     chosen = {}
 
     with EvalBagWriter(args.out_bag, info.topic, args.out_storage) as writer:
-        def on_result(frame, codec, data, decoded, record):
+        def on_result(frame, codec, data, decoded, record, boxes):
             if not chosen:
                 if args.out_setting and codec.label != args.out_setting:
                     return
                 chosen["label"] = codec.label
             if codec.label == chosen["label"]:
-                writer.write(frame, codec, data, decoded, record)
+                writer.write(frame, codec, data, decoded, record, boxes=boxes)
 
         code = _run(args, frames, total, meta, mode, detector, on_result)
     if not chosen:

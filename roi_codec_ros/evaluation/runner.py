@@ -118,13 +118,14 @@ def evaluate(
     roi_source: RoiSource | None = None,
     task_metric: bool = False,
     with_msssim: bool = True,
-    on_result: Callable[[Frame, Codec, bytes, np.ndarray, FrameRecord], None] | None = None,
+    on_result: Callable[[Frame, Codec, bytes, np.ndarray, FrameRecord, np.ndarray], None] | None = None,
     total: int | None = None,
     progress: bool = True,
 ) -> list[FrameRecord]:
     """Encode/decode every frame with every codec setting and measure it; returns one record per (frame, setting).
 
-    ``on_result(frame, codec, data, decoded, record)`` is called after each decode (e.g. to write a bag).
+    ``on_result(frame, codec, data, decoded, record, boxes)`` is called after each decode (e.g. to write a bag);
+    ``boxes`` are the (M,4) ROI boxes the codec was given.
     ``task_metric`` runs the ROI source's detector on every decoded frame (costly: one pass per setting).
     """
     if not codecs:
@@ -172,7 +173,7 @@ def evaluate(
                 record.task_tp, record.task_fp, record.task_fn = counts.tp, counts.fp, counts.fn
             records.append(record)
             if on_result is not None:
-                on_result(frame, codec, data, decoded, record)
+                on_result(frame, codec, data, decoded, record, context.boxes)
             bar.set_postfix_str(f"{frame.name[-20:]} {codec.label}", refresh=False)
             bar.update(1)
     bar.close()
