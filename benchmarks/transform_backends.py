@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     analysis_inputs = {"x": x, "mask_alpha": m, "embedding": embedding, "f8": features[0], "f16": features[1], "f32": features[2]}
     with torch.inference_mode():
         y_ref = AnalysisGraph(model_old, h, w)(*analysis_inputs.values())[0]
-    y_hat = torch.round(y_ref)
+    y_hat = torch.round(y_ref).contiguous()  # g_a is channels-last: the old decoder got a contiguous y_hat
     synthesis_inputs = {"y_hat": y_hat, "embedding": embedding}
-    np_analysis = {k: v.numpy() for k, v in analysis_inputs.items()}
-    np_synthesis = {k: v.numpy() for k, v in synthesis_inputs.items()}
+    np_analysis = {k: np.ascontiguousarray(v.numpy()) for k, v in analysis_inputs.items()}
+    np_synthesis = {k: np.ascontiguousarray(v.numpy()) for k, v in synthesis_inputs.items()}
 
     analysis: dict[str, callable] = {}
     synthesis: dict[str, callable] = {}
