@@ -138,11 +138,14 @@ class RoiCodec:
         precision: str | None = None,
         analysis_precision: str = "auto",
         channels_last_synthesis: bool | None = None,
+        analysis_backend: str = "torch",
     ):
         """``fp16`` (CUDA only, kept for older callers) = ``analysis_precision="fp16"`` and ``precision="fast"``.
 
         precision: decoder, ``"exact"`` (default) or ``"fast"``; analysis_precision: encoder, ``"auto"``, ``"fp32"``,
-        ``"bf16"``, ``"fp16"``; channels_last_synthesis: ``None`` = on for CPU, off for CUDA (see module docstring).
+        ``"bf16"``, ``"fp16"``; channels_last_synthesis: ``None`` = on for CPU, off for CUDA (see module docstring);
+        analysis_backend: ``"torch"`` or ``"openvino"`` (CPU, optional package; ``analysis_precision`` then is its
+        precision hint: bf16 or fp32; see ``roi_codec_ros.deploy.openvino_backend``).
         """
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
@@ -189,6 +192,16 @@ class RoiCodec:
         # shipped model), channels-last is ~2x faster on CPU.  Set at construction: it changes the weights' layout.
         self.model.g_s_convs.to(memory_format=torch.channels_last if self.channels_last_synthesis else torch.contiguous_format)
         self.config: ModelConfig = model.config
+        if analysis_backend not in ("torch", "openvino"):
+            raise ValueError(f"analysis_backend must be 'torch' or 'openvino', got {analysis_backend!r}")
+        self.analysis_backend = analysis_backend
+        self._openvino = None
+        if analysis_backend == "openvino":
+            if self.device.type != "cpu" or self.analysis_dtype == torch.float16:
+                raise ValueError("analysis_backend='openvino' runs on the CPU in bf16 or fp32")
+            from roi_codec_ros.deploy.openvino_backend import OpenVinoAnalysis  # optional package: ImportError
+
+            self._openvino = OpenVinoAnalysis(self, "bf16" if self.analysis_dtype == torch.bfloat16 else "f32")
         self._zero_maps: dict[tuple, tuple[list[Tensor], Tensor]] = {}  # see _zero_feature_maps
 
     # -- construction --------------------------------------------------------------------------------
@@ -202,11 +215,13 @@ class RoiCodec:
         precision: str | None = None,
         analysis_precision: str = "auto",
         channels_last_synthesis: bool | None = None,
+        analysis_backend: str = "torch",
     ) -> "RoiCodec":
         """Load a model file; ``None``/"default" = the model shipped in the package, "random" = untrained test model.
 
         See ``__init__`` for the precision options."""
-        options = dict(precision=precision, analysis_precision=analysis_precision, channels_last_synthesis=channels_last_synthesis)
+        options = dict(precision=precision, analysis_precision=analysis_precision,
+                       channels_last_synthesis=channels_last_synthesis, analysis_backend=analysis_backend)
         if path is None or str(path) == "default":
             if not DEFAULT_MODEL_PATH.is_file():
                 raise FileNotFoundError(
@@ -320,14 +335,12 @@ class RoiCodec:
         embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
         t_input = time.perf_counter()
         # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
-        with self._autocast(self.analysis_dtype):
-            zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
-            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w),
-                                    fused=zero[0] if zero else None)
-            self._sync()
-            t_g_a = time.perf_counter()
-            f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
-            side = self.model.latent_codec.analyse_side(y, f)
+        if self._openvino is not None:
+            y, z, w_side = self._openvino(x, weighted_roi_mask(mask, u_alpha), embedding, feats, (h, w))
+            t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
+            side = {"z": z, "w": w_side}
+        else:
+            y, side, t_g_a = self._torch_analysis(x, mask, u_alpha, feats, embedding, features, h, w, padded)
         y = y.double().cpu().contiguous()
         side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
@@ -363,6 +376,17 @@ class RoiCodec:
                 "entropy": (end - t_analysis) * 1e3,
             },
         )
+
+    def _torch_analysis(self, x, mask, u_alpha, feats, embedding, features, h, w, padded):
+        with self._autocast(self.analysis_dtype):
+            zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
+            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w),
+                                    fused=zero[0] if zero else None)
+            self._sync()
+            t_g_a = time.perf_counter()
+            f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
+            side = self.model.latent_codec.analyse_side(y, f)
+        return y, side, t_g_a
 
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int]) -> tuple[list[Tensor], Tensor]:
         """The fusion maps and object features of zero-filled features for this frame size (no detector): the
