@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from roi_codec_ros.classical import ColourConversion, RoiRegion, X26xConfig, X26xDecoder, X26xEncoder, pad_to_even
-from roi_codec_ros.classical.x26x import split_access_units, strip_sei
+from roi_codec_ros.classical.x26x import regions_from_boxes, split_access_units, strip_sei
 from roi_codec_ros.evaluation.metrics import boxes_to_mask, psnr
 
 
@@ -163,3 +163,16 @@ def test_decoder_rejects_garbage_and_streams_split_into_pictures():
     units = split_access_units(b"".join(p.data for p in packets), "h264")
     assert len(units) == 4
     assert strip_sei(packets[0].data, "h264") == packets[0].data  # already SEI-free
+
+
+def test_regions_from_boxes_cover_exactly_the_roi_mask_pixels():
+    boxes = np.array([[10.4, 5.6, 30.5, 20.0], [50, 50, 50, 60], [-5, -5, 8, 8]])
+    regions = regions_from_boxes(boxes, 40, 64, -0.3, background_qoffset=0.1)
+    mask = boxes_to_mask(boxes, (40, 64))
+    rebuilt = np.zeros_like(mask)
+    for r in regions[:-1]:
+        rebuilt[r.y:r.y + r.h, r.x:r.x + r.w] = True
+    np.testing.assert_array_equal(rebuilt, mask)  # the empty box is dropped, the others match pixel for pixel
+    assert [r.qoffset for r in regions] == [-0.3, -0.3, 0.1] and regions[-1] == RoiRegion(0, 0, 64, 40, 0.1)
+    assert regions_from_boxes(boxes, 40, 64, None) == [] and regions_from_boxes(None, 40, 64, -0.3) == []
+    assert regions[0] == RoiRegion(10, 5, 21, 15, -0.3)  # every pixel the fractional box touches

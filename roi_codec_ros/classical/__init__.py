@@ -5,7 +5,16 @@
 (FFmpeg ROI side data, as the ``addroi`` filter attaches) and keyframe requests.
 """
 from .colour import ColourConversion
-from .x26x import Packet, RoiRegion, X26xConfig, X26xDecoder, X26xEncoder, pad_to_even, strip_sei
+from .x26x import (
+    Packet,
+    RoiRegion,
+    X26xConfig,
+    X26xDecoder,
+    X26xEncoder,
+    pad_to_even,
+    regions_from_boxes,
+    strip_sei,
+)
 
 __all__ = ["ColourConversion", "Packet", "RoiRegion", "X26xConfig", "X26xDecoder", "X26xEncoder", "pad_to_even",
-           "strip_sei"]
+           "regions_from_boxes", "strip_sei"]

@@ -377,6 +377,25 @@ class X26xDecoder:
         return [self.last_colour.planes_to_rgb(p) for p in self.flush_planes()]
 
 
+def regions_from_boxes(boxes, height: int, width: int, qoffset: float | None,
+                       background_qoffset: float = 0.0) -> list[RoiRegion]:
+    """ROI regions for (K,4) xyxy pixel boxes: one per box at ``qoffset``, covering the pixels the project's one
+    box rule gives (``detector.roi_mask.box_pixel_bounds``, the ROI masks and region metrics use it too), then the
+    whole frame at ``background_qoffset`` if non-zero (the first listed region wins on overlap). None -> []."""
+    from roi_codec_ros.detector.roi_mask import box_pixel_bounds  # numpy-only module
+
+    if qoffset is None:
+        return []
+    regions = []
+    for box in np.zeros((0, 4)) if boxes is None else np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        c0, r0, c1, r1 = box_pixel_bounds(box, height, width)
+        if c1 > c0 and r1 > r0:
+            regions.append(RoiRegion(c0, r0, c1 - c0, r1 - r0, float(qoffset)))
+    if background_qoffset:
+        regions.append(RoiRegion(0, 0, width, height, float(background_qoffset)))
+    return regions
+
+
 def split_access_units(stream: bytes, codec_name: str = "h264") -> list[bytes]:
     """An Annex-B elementary stream (e.g. what the ffmpeg CLI writes with ``-f h264``) -> one bytes per picture."""
     parser = av.CodecContext.create(codec_name, "r")

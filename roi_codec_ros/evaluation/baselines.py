@@ -30,7 +30,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from roi_codec_ros.classical import ColourConversion, RoiRegion, X26xConfig, X26xDecoder, X26xEncoder, pad_to_even
+from roi_codec_ros.classical import (
+    ColourConversion,
+    RoiRegion,
+    X26xConfig,
+    X26xDecoder,
+    X26xEncoder,
+    pad_to_even,
+    regions_from_boxes,
+)
 from roi_codec_ros.classical.x26x import strip_sei  # noqa: F401  (re-exported: older callers import it from here)
 
 from .metrics import check_image
@@ -124,26 +132,13 @@ class WebpCodec(Codec):
 
 
 def box_regions(boxes: np.ndarray | None, height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """Integer (x, y, w, h) rectangles of the boxes, with the pixel-centre rule of ``metrics.boxes_to_mask``."""
-    out = []
-    if boxes is None:
-        return out
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        c1, c2 = (int(np.clip(np.ceil(v - 0.5), 0, width)) for v in (x1, x2))
-        r1, r2 = (int(np.clip(np.ceil(v - 0.5), 0, height)) for v in (y1, y2))
-        if c2 > c1 and r2 > r1:
-            out.append((c1, r1, c2 - c1, r2 - r1))
-    return out
+    """Integer (x, y, w, h) rectangles of the boxes, with the box rule of ``metrics.boxes_to_mask``."""
+    return [(r.x, r.y, r.w, r.h) for r in regions_from_boxes(boxes, height, width, 0.0)]
 
 
 def roi_regions(boxes, height: int, width: int, roi_qoffset: float | None, bg_qoffset: float = 0.0) -> list[RoiRegion]:
     """ROI side-data regions: one per box at ``roi_qoffset``, then the whole frame at ``bg_qoffset`` if non-zero."""
-    if roi_qoffset is None:
-        return []
-    regions = [RoiRegion(x, y, w, h, roi_qoffset) for x, y, w, h in box_regions(boxes, height, width)]
-    if bg_qoffset:
-        regions.append(RoiRegion(0, 0, width, height, bg_qoffset))
-    return regions
+    return regions_from_boxes(boxes, height, width, roi_qoffset, bg_qoffset)
 
 
 # Colour conversion of every x264/x265 baseline (see docs/evaluation.md, "Colour conversion", for the measurement).
