@@ -1,9 +1,8 @@
 """The ROS nodes' plain parts (no ROS graph): image conversion, latest-frame-wins worker, rates, encoder/decoder
 cores with the untrained test codec, frame sources, parameter mapping, import boundaries of the node processes,
-transport checks, roi-param value conversion and the roi-launch shim (dry run of the real launch files)."""
+transport checks (the roi-launch/roi-param dev tools are tested in test_launch_tools.py)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import subprocess
 import sys
