@@ -18,7 +18,6 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

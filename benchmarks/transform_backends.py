@@ -17,7 +17,6 @@ OpenVINO are optional: a backend whose package is missing is skipped.  Graphs ar
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile

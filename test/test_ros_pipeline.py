@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 import signal
 import subprocess
-import sys
 import threading
 import time
 

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
