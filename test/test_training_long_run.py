@@ -140,3 +140,23 @@ def test_one_command_starts_stops_cleanly_and_resumes(tmp_path):
     finally:
         subprocess.run(script + ["stop"], env=env, timeout=240)
     assert "not running" in subprocess.run(script + ["status"], env=env, capture_output=True, text=True).stdout
+
+
+def test_weight_average_is_validated_exported_and_resumed(tmp_path):
+    cfg = TrainConfig.from_dict(
+        _config(tmp_path, steps=10**6, stop_after=4, schedule="constant", warmup_steps=1, val_every=2, lr=1e-3,
+                ema_decay=0.5, best_export_path=str(tmp_path / "run" / "best.pt"))
+    )
+    state = torch.load(train(cfg), weights_only=False)
+    ema, raw = state["ema"], state["model"]
+    differ = [n for n in raw if raw[n].is_floating_point() and raw[n].shape == ema[n].shape and not torch.equal(raw[n], ema[n])]
+    assert differ  # the average is not the weights
+    exported = RoiCodec.load(tmp_path / "run" / "best.pt").model.state_dict()
+    step = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["metadata"]["steps"]
+    if step == 4:  # the candidate of the last validation is the average of the checkpoint
+        name = differ[0]
+        assert torch.allclose(exported[name].float(), ema[name].float())
+    # resuming keeps the average (not restarted from the weights)
+    resumed = Run(TrainConfig.from_dict({**cfg.to_dict(), "stop_after": 5}), 0, 1)
+    resumed.resume_or_init()
+    assert all(torch.equal(resumed.ema.module.state_dict()[n], ema[n]) for n in differ)

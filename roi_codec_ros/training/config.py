@@ -50,6 +50,8 @@ class TrainConfig:
     warmup_steps: int = 500  # constant schedule warm-up
     aux_lr: float = 1e-3
     clip_grad: float = 1.0
+    ema_decay: float | None = None  # validate and export an exponential moving average of the weights (e.g. 0.999):
+    # with a constant learning rate the raw weights stay noisy; the average gives what an annealed schedule would
     max_nonfinite_steps: int = 20  # skip a step whose gradients are inf/NaN; stop after this many in a row
     amp: bool = True  # mixed precision for g_a/g_s where the device supports it: fp16 on CUDA, bf16 on CPUs with
     # native bf16 (AVX512-BF16/AMX; measured 1.39x steps/s here); the entropy models always run in float32

@@ -8,6 +8,7 @@ for 2 cores); detector outputs are computed once per image and cached (see ``dat
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -270,6 +271,11 @@ class Run:
         self.amp_dtype = amp_dtype(cfg, self.device)
         # fp16 needs loss scaling; bf16 has float32's exponent range and does not
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ema = None
+        if cfg.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
         self.step = 0
         self.wall_s = 0.0  # training wall time over all sessions of this run
         self.best_score = math.inf
@@ -279,10 +285,17 @@ class Run:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def evaluated_model(self) -> RoiHyperprior:
+        """What validation scores and exports: the weight average when the run keeps one, else the weights."""
+        return self.ema.module if self.ema is not None else self.model
+
     def resume_or_init(self) -> None:
         if self.ckpt_path.is_file():
             state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
             self.model.load_state_dict(state["model"])
+            if self.ema is not None:
+                self.ema.module.load_state_dict(state.get("ema") or state["model"])  # older state: start from the weights
             self.optimizer.load_state_dict(state["optimizer"])
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -295,6 +308,8 @@ class Run:
                 print(f"resumed from {self.ckpt_path} at step {self.step} ({self.wall_s / 3600:.2f} h trained)")
         elif self.cfg.init_from:
             copied = warm_start(self.model, self.cfg.init_from)
+            if self.ema is not None:
+                self.ema.module.load_state_dict(self.model.state_dict())
             if self.is_main:
                 print(f"warm start from {self.cfg.init_from}: {len(copied)} tensors copied")
 
@@ -305,6 +320,7 @@ class Run:
             raise FloatingPointError(f"step {self.step}: non-finite weights, not overwriting {self.ckpt_path}")
         state = {
             "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "aux_optimizer": self.aux_optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -355,12 +371,15 @@ class Run:
         if torch.isfinite(aux_loss):
             aux_loss.backward()
             self.aux_optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
         return parts, aux_loss
 
     def validate_and_export(self, val_set: list[Sample], writer) -> list[dict]:
         """Validation RD points; a better score than any before writes the candidate model file."""
-        points = validate(self.model, val_set, self.cfg, self.device)
+        model = self.evaluated_model
+        points = validate(model, val_set, self.cfg, self.device)
         if not points:
             return points
         score = rd_score(points)
@@ -383,8 +402,8 @@ class Run:
         if better:
             self.best_score = score
             if self.cfg.best_export_path:
-                export_trained(
-                    self.model, self.cfg, self.cfg.best_export_path, self.step, fp16=False,
+                export_trained(  # a copy: exporting rebuilds the CDF tables, which must not change the live model
+                    copy.deepcopy(model), self.cfg, self.cfg.best_export_path, self.step, fp16=False,
                     metadata={"val_score": score, "val_points": points, "train_wall_s": self.wall_s},
                 )
                 tqdm.write(f"candidate model written: {self.cfg.best_export_path} (step {self.step})")
@@ -473,7 +492,7 @@ def train(cfg: TrainConfig) -> Path:
     bar.close()
     run.save_checkpoint()
     if run.is_main and cfg.export_path and run.step >= cfg.steps:
-        export_trained(run.model.cpu(), cfg, cfg.export_path, run.step)
+        export_trained(run.evaluated_model.cpu(), cfg, cfg.export_path, run.step)
         print(f"exported {cfg.export_path}")
     if run.is_main:
         print(f"stopped at step {run.step} ({run.wall_s / 3600:.2f} h trained); checkpoint {run.ckpt_path}", flush=True)
