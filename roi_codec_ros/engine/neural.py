@@ -1,0 +1,114 @@
+"""The learned ROI codec (``RoiCodec``) behind the engine interface: format ``rcb1``, intra only for now.
+
+Every frame is a keyframe (``RoiCodec.encode`` codes each frame on its own), so ``keyframe_interval`` and
+``request_keyframe`` change nothing yet; they are kept so that a P-frame stream (``codec.stream_encoder``, the video
+issue) replaces ``_encode`` here without changing the interface or its callers.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from roi_codec_ros.codec import RoiCodec
+from roi_codec_ros.codec.bitstream import unpack_frame
+
+from .base import FORMAT_RCB1, CodedFrame, Engine, ForeignFrameError, StreamDecoder, StreamEncoder
+
+NAME = "neural"
+
+
+class NeuralEngine(Engine):
+    name = NAME
+    format = FORMAT_RCB1
+
+    def __init__(self, codec: RoiCodec):
+        self.codec = codec
+        self.uses_features = bool(codec.uses_features)
+
+    @classmethod
+    def load(cls, path: str | None = "default", device: str = "cpu", *, precision: str | None = None,
+             analysis_precision: str = "auto", fp16: bool = False) -> "NeuralEngine":
+        """``RoiCodec.load`` (ValueError for a precision the device cannot run, FileNotFoundError for a model)."""
+        return cls(RoiCodec.load(path or "default", device=device, fp16=fp16, precision=precision,
+                                 analysis_precision=analysis_precision))
+
+    @property
+    def roi_weight_range(self) -> tuple[float, float]:
+        return self.codec.roi_weight_range
+
+    def check(self, rate: float, roi_weight: float) -> None:
+        self.codec.ranges.check(float(rate), float(roi_weight))
+
+    @property
+    def rate_mapping(self) -> str:
+        r = self.codec.ranges
+        return (f"neural: log2(beta) = log2({r.beta_max:g}) - rate*(log2({r.beta_max:g}) - log2({r.beta_min:g})), "
+                "the Lagrangian the model was trained for, sent in the bitstream as a 16-bit code")
+
+    @property
+    def roi_weight_mapping(self) -> str:
+        lo, hi = self.roi_weight_range
+        return (f"neural: alpha in [{lo:g}, {hi:g}] conditions the encoder (background mask value "
+                f"u = 1 - ln(alpha/{lo:g})/ln({hi:g}/{lo:g})); ROI errors weigh alpha times background errors")
+
+    def stream_encoder(self, keyframe_interval: int = 0, fps: float = 10.0) -> "NeuralStreamEncoder":
+        return NeuralStreamEncoder(self.codec, keyframe_interval)
+
+    def stream_decoder(self) -> "NeuralStreamDecoder":
+        return NeuralStreamDecoder(self.codec)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model_id": self.codec.model_id, "model_path": str(self.codec.info.get("path", "")),
+                "precision": self.codec.precision, "analysis_precision": self.codec.analysis_precision,
+                "device": str(self.codec.device)}
+
+
+class NeuralStreamEncoder(StreamEncoder):
+    format = FORMAT_RCB1
+
+    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0):
+        super().__init__(keyframe_interval)
+        self.codec = codec
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        return True  # intra only
+
+    def encode(self, rgb, *, roi_mask=None, boxes=None, features=None, rate=0.5, roi_weight=1.0) -> CodedFrame:
+        # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
+        start = time.perf_counter()
+        frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight)
+        self.keyframes.coded(True)  # intra only: every frame decodes on its own
+        return CodedFrame(
+            data=frame.data, format=FORMAT_RCB1, keyframe=True, height=frame.height, width=frame.width,
+            rate=frame.rate, roi_weight=frame.roi_weight, encode_ms=(time.perf_counter() - start) * 1e3,
+            timings_ms=dict(frame.timings_ms), params={"beta": frame.beta},
+        )
+
+
+class NeuralStreamDecoder(StreamDecoder):
+    formats = (FORMAT_RCB1,)
+
+    def __init__(self, codec: RoiCodec):
+        self.codec = codec
+
+    def decode(self, data: bytes, fmt: str | None = None) -> np.ndarray:
+        """The image of an rcb1 frame. The model hash inside the bitstream is the one identity check: it is read
+        only after the container's CRC passed, so a damaged frame is BitstreamError, never ForeignFrameError."""
+        self._check_format(fmt)
+        data = bytes(data)
+        header, _ = unpack_frame(data)
+        if header.model_hash != self.codec.model_hash:
+            raise ForeignFrameError(
+                f"made by codec model {header.model_hash.hex()}, this decoder has {self.codec.model_hash.hex()} "
+                "(start the decoder with the encoder's model_path)"
+            )
+        return self.codec.decode(data)
+
+    def reset(self) -> None:
+        pass  # intra only: no reference to forget
+
+    @property
+    def has_reference(self) -> bool:
+        return True  # every rcb1 frame decodes on its own
