@@ -291,7 +291,7 @@ class X26xEncoder:
         if regions:
             if not self.want_roi:
                 raise ValueError("ROI regions given to an encoder opened without want_roi=True (AQ would ignore them)")
-            frame = _with_regions(frame, regions, self.time_base)
+            frame = with_regions(frame, regions, self.time_base)
         self._count += 1
         packets = self._packets(self._ctx.encode(frame))
         if self.config.low_delay and len(packets) != 1:
@@ -310,7 +310,7 @@ class X26xEncoder:
         ]
 
 
-def _with_regions(frame: av.VideoFrame, regions: Sequence[RoiRegion], time_base) -> av.VideoFrame:
+def with_regions(frame: av.VideoFrame, regions: Sequence[RoiRegion], time_base) -> av.VideoFrame:
     """Attach AVRegionOfInterest side data with a chain of ``addroi`` filters (first listed region wins)."""
     graph = av.filter.Graph()
     last = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=time_base)
@@ -336,13 +336,17 @@ def _with_regions(frame: av.VideoFrame, regions: Sequence[RoiRegion], time_base)
 class X26xDecoder:
     """Decodes an h264/hevc Annex-B stream packet by packet to RGB (or planes), with the signalled colour."""
 
-    def __init__(self, codec_name: str = "h264", colour: ColourConversion | None = None):
+    def __init__(self, codec_name: str = "h264", colour: ColourConversion | None = None, strict: bool = False):
+        """``strict``: a damaged packet raises ValueError instead of being concealed into a picture (libavcodec
+        ``err_detect=crccheck+bitstream+buffer+explode``; what a live stream decoder needs, never a garbage frame)."""
         if codec_name not in SEI_TYPES:
             raise ValueError(f"codec must be h264 or hevc, got {codec_name!r}")
         self.codec_name = codec_name
         self.default_colour = colour or ColourConversion()
         ctx = av.CodecContext.create(codec_name, "r")
         ctx.thread_count = 1  # frame threading would hold frames back; slice threading gains nothing at 1 slice
+        if strict:
+            ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
         self._ctx = ctx
         self.last_colour: ColourConversion | None = None
 
