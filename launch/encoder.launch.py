@@ -1,6 +1,6 @@
 """encoder_node: sensor_msgs/Image on `image_raw` -> roi_codec_ros/EncodedFrame on `image_raw/roi_codec`.
 
-    ros2 launch roi_codec_ros encoder.launch.py [namespace:=cam] [image_raw:=/camera/image_raw] [model_path:=...]
+    ros2 launch roi_codec_ros encoder.launch.py [namespace:=cam] [image_raw:=/camera/image_raw] [engine:=x264] [model_path:=...]
     roi-launch  roi_codec_ros encoder.launch.py ...        (pip-only setup; same file, same arguments)
 
 `image_raw` remaps the input; the output follows it as `<image_raw>/roi_codec` (image_transport's naming).
@@ -24,8 +24,10 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("image_raw", default_value="image_raw",
                               description="input topic (sensor_msgs/Image); the output is <image_raw>/roi_codec"),
+        DeclareLaunchArgument("engine", default_value="neural",
+                              description="coding engine: neural (learned ROI codec) | x264 | x265 | a detected hardware encoder"),
         DeclareLaunchArgument("model_path", default_value="default",
-                              description="codec model file; 'default' = shipped model, 'random' = untrained test model"),
+                              description="neural codec model file; 'default' = shipped model, 'random' = untrained test model"),
         DeclareLaunchArgument("detector_weights", default_value="default",
                               description="YOLO .pt; 'default' = $ROI_CODEC_DETECTOR_WEIGHTS (required then), 'none' = static boxes only"),
         Node(
@@ -35,7 +37,8 @@ def generate_launch_description():
             namespace=LaunchConfiguration("namespace"),
             parameters=[
                 LaunchConfiguration("params_file"),
-                {"model_path": LaunchConfiguration("model_path"), "detector.weights": LaunchConfiguration("detector_weights")},
+                {"engine": LaunchConfiguration("engine"), "model_path": LaunchConfiguration("model_path"),
+                 "detector.weights": LaunchConfiguration("detector_weights")},
             ],
             remappings=[("image_raw", LaunchConfiguration("image_raw"))],
             output="screen",

@@ -1,6 +1,6 @@
 """Demo pipeline: frame_source -> encoder_node -> decoder_node in one namespace.
 
-    ros2 launch roi_codec_ros pipeline.launch.py [input:=video.mp4|folder|bag] [fps:=10] [width:=1242 height:=375]
+    ros2 launch roi_codec_ros pipeline.launch.py [input:=video.mp4|folder|bag] [fps:=10] [width:=1242 height:=375] [engine:=x264]
     roi-launch  roi_codec_ros pipeline.launch.py ...       (pip-only setup; same file, same arguments)
 
 With the defaults it publishes the sample images bundled with ultralytics, so it runs on a fresh machine (the
@@ -33,6 +33,9 @@ def generate_launch_description():
         DeclareLaunchArgument("fps", default_value="10.0", description="frames per second published by the source"),
         DeclareLaunchArgument("width", default_value="0", description="resize source frames to this width (0 = keep)"),
         DeclareLaunchArgument("height", default_value="0", description="resize source frames to this height (0 = keep)"),
+        DeclareLaunchArgument("engine", default_value="neural",
+                              description="encoder engine: neural (learned ROI codec) | x264 | x265 | a detected hardware "
+                                          "encoder; the decoder decodes every format"),
         DeclareLaunchArgument("model_path", default_value="default",
                               description="codec model for encoder and decoder; 'default' = shipped model, 'random' = untrained test model"),
         DeclareLaunchArgument("detector_weights", default_value="default",
@@ -57,7 +60,8 @@ def generate_launch_description():
             namespace=namespace,
             parameters=[
                 LaunchConfiguration("encoder_params_file"),
-                {"model_path": model_path, "detector.weights": LaunchConfiguration("detector_weights")},
+                {"engine": LaunchConfiguration("engine"), "model_path": model_path,
+                 "detector.weights": LaunchConfiguration("detector_weights")},
             ],
             output="screen",
         ),

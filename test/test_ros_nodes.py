@@ -405,7 +405,7 @@ def test_decoder_republishes_in_the_source_encoding_and_counts_bad_frames(graph,
     foreign_data = RoiCodec.random(seed=1).encode(source, rate=0.5).data
     foreign = send(_encoded(foreign_data, 11))
     assert (foreign.frames_corrupt, foreign.frames_foreign) == (1, 1)  # another model: foreign, not corrupt
-    unsupported = send(_encoded(data, 12, fmt="h264"))
+    unsupported = send(_encoded(data, 12, fmt="vp9"))
     assert (unsupported.frames_unsupported, unsupported.frames_decoded) == (1, 3)
     assert len(images.all()) == n_images  # nothing published for the bad frames
     after = send(_encoded(data, 13))

@@ -14,11 +14,19 @@ import pytest
 
 from roi_codec_ros.codec import BitstreamError, RoiCodec
 from roi_codec_ros.detector import RoiMaskConfig
-from roi_codec_ros.nodes.decoder_core import FORMAT_RCB1, ForeignFrameError, FrameDecoder, UnsupportedFormatError, roi_overlay
+from roi_codec_ros.nodes.decoder_core import (
+    FORMAT_RCB1,
+    ForeignFrameError,
+    FrameDecoder,
+    MissingReferenceError,
+    StreamReceiver,
+    UnsupportedFormatError,
+    roi_overlay,
+)
 from roi_codec_ros.nodes.encoder_core import EncoderSettings, FrameEncoder, RoiBoxInfo
 from roi_codec_ros.nodes.frame_sources import FrameSourceError, open_source
 from roi_codec_ros.nodes.images import ImageEncodingError, image_to_rgb, rgb_to_image_data
-from roi_codec_ros.nodes.worker import LatestFrameWorker, RateLimiter, RateWindow
+from roi_codec_ros.nodes.worker import LatestFrameWorker, RateLimiter, RateWindow, StreamWorker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,6 +109,73 @@ def test_worker_stop_discards_pending_and_does_not_wait_for_a_long_frame():
     assert handled == ["long"]  # the pending frame was discarded, not started after stop
 
 
+def test_stream_worker_keeps_order_and_a_keyframe_drops_what_waits_before_it():
+    handled = []
+    gate, started = threading.Event(), threading.Event()
+
+    def handle(item, broken):
+        started.set()
+        gate.wait(5)
+        handled.append((item, broken))
+
+    worker = StreamWorker(handle, lambda exc: None, max_pending=4)
+    try:
+        worker.submit("I0", keyframe=True)
+        assert started.wait(5)
+        for name in ("P1", "P2"):
+            assert worker.submit(name, keyframe=False) == 0  # inter frames queue up, in order
+        assert worker.submit("I3", keyframe=True) == 2  # the keyframe needs none of them
+        worker.submit("P4", keyframe=False)
+        gate.set()
+        assert worker.wait_idle(5)
+        assert handled == [("I0", False), ("I3", False), ("P4", False)] and worker.dropped == 2
+        gate.clear()
+        started.clear()
+        worker.submit("P5", keyframe=False)
+        assert started.wait(5)
+        for i in range(6, 11):  # more inter frames than max_pending wait: all dropped, the next one is flagged
+            worker.submit(f"P{i}", keyframe=False)
+        gate.set()
+        assert worker.wait_idle(5)
+        assert handled[3:] == [("P5", False), ("P10", True)] and worker.dropped == 6
+    finally:
+        worker.stop()
+
+
+def test_stream_receiver_waits_for_keyframes_and_rate_limits_requests():
+    from roi_codec_ros.engine import create_engine
+    from roi_codec_ros.engine.classical import ClassicalSettings
+
+    engine = create_engine("x264", classical=ClassicalSettings(scenecut=False))
+    encoder = engine.stream_encoder(keyframe_interval=4)
+    frames = [encoder.encode(_image(48, 64, seed=t % 2), rate=0.5) for t in range(9)]
+    assert [f.keyframe for f in frames] == [True, False, False, False, True, False, False, False, True]
+    receiver = StreamReceiver(FrameDecoder(None), request_period_s=1.0)
+    assert receiver.waiting == "joined"
+
+    def feed(i, now, broken=False):
+        f = frames[i]
+        return receiver.process(f.data, f.format, f.keyframe, broken, now)
+
+    # joined at frame 1: inter frames are not decoded; one request, then none until the period has passed
+    first, second, third = feed(1, 0.0), feed(2, 0.5), feed(3, 1.2)
+    assert [o.kind for o in (first, second, third)] == ["no_reference"] * 3
+    assert (first.request, second.request, third.request) == ("joined", None, "joined") and receiver.requests == 2
+    assert feed(4, 1.3).kind == "decoded" and receiver.waiting is None
+    assert feed(5, 1.4).kind == "decoded"
+    # frame 6 lost on the way: the sequence gap breaks the chain; frame 7 waits and asks (reason gap)
+    assert [receiver.arrived(s) for s in (4, 5, 7)] == [0, 0, 1] and receiver.lost == 1
+    lost = feed(7, 3.0, broken=True)
+    assert (lost.kind, lost.request, receiver.waiting) == ("no_reference", "gap", "gap")
+    assert feed(8, 3.1).kind == "decoded"
+    # a damaged inter frame: corrupt, and the stream waits again
+    damaged = receiver.process(frames[5].data[: len(frames[5].data) // 2], "h264", False, False, 9.0)
+    assert (damaged.kind, damaged.request) == ("corrupt", "error")
+    # formats it cannot decode and foreign frames leave the stream state alone
+    assert receiver.process(b"x", "vp9", True, False, 9.1).kind == "unsupported"
+    assert receiver.arrived(0) == 1  # numbers going back: a restarted encoder, a new stream
+
+
 def test_rate_limiter():
     limiter = RateLimiter(2.0)
     assert [limiter.accept(t) for t in (0.0, 0.2, 0.49, 0.5, 0.7, 1.1)] == [True, False, False, True, False, True]
@@ -170,9 +245,15 @@ def test_frame_decoder_classifies_bad_frames(random_codec):
     broken[len(broken) // 2] ^= 0xFF
     with pytest.raises(BitstreamError):
         decoder.decode(bytes(broken), FORMAT_RCB1)
-    for fmt in ("h264", ""):
+    for fmt in ("vp9", ""):
         with pytest.raises(UnsupportedFormatError, match="not one this decoder decodes"):
             decoder.decode(frame.data, fmt)
+    # an rcb1 payload labelled h264: no IDR in it, so an inter frame without its reference (a BitstreamError)
+    with pytest.raises(MissingReferenceError):
+        decoder.decode(frame.data, "h264")
+    assert FrameDecoder(None).formats == ("h264", "hevc")  # decoder without a model: rcb1 is unsupported
+    with pytest.raises(UnsupportedFormatError):
+        FrameDecoder(None).decode(frame.data, FORMAT_RCB1)
 
 
 def test_format_constant_matches_the_message():

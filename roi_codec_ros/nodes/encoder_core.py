@@ -1,8 +1,9 @@
-"""What encoder_node does per frame, without ROS: detector -> ROI selection and mask -> codec.
+"""What encoder_node does per frame, without ROS: detector -> ROI selection and mask -> the engine's stream encoder.
 
     RGB frame --DetectorAdapter (once: features + detections; skipped with detector 'none')
               --detector.roi_mask.select_roi (classes, confidence, margin, static boxes) --> ROI boxes and mask
-              --RoiCodec.encode(image, mask, features, rate, roi_weight) --> EncodeResult
+              --StreamEncoder.encode(image, roi_mask, boxes, features, rate, roi_weight) --> EncodeResult
+                (engine 'neural': RoiCodec, every frame a keyframe; 'x264'/'x265'/...: roi_codec_ros.engine)
 
 The ROI rule itself lives in the detector package (``select_roi``), used here as is.  ``EncoderSettings`` holds
 every live knob; a node builds a new one from its parameters, ``check`` rejects it with a reason, and the worker
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roi_codec_ros.codec import EncodedFrame, RoiCodec
+from roi_codec_ros.codec import RoiCodec
 from roi_codec_ros.detector import WEIGHTS_ENV, DetectorAdapter, DetectorWeightsError, Detections, RoiMaskConfig, unknown_classes
 from roi_codec_ros.detector.roi_mask import select_roi
+from roi_codec_ros.engine import CodedFrame, Engine, check_keyframe_interval
+from roi_codec_ros.engine.neural import NeuralEngine
 
 # detector 'weights' values that are not paths
 DETECTOR_DEFAULT = "default"  # $ROI_CODEC_DETECTOR_WEIGHTS (a deployment setting); an error when it is not set
@@ -39,10 +42,15 @@ class EncoderSettings:
     max_rate: float = 0.0  # Hz; 0 = encode every frame the worker can take
     publish_detections: bool = False
     statistics_window_s: float = 2.0
+    keyframe_interval: int = 10  # frames; 0 = keyframes only at the start and on request
+    keyframe_request_min_interval_s: float = 0.25  # at most one requested keyframe per this many seconds
 
-    def check(self, codec: RoiCodec, detector: DetectorAdapter | None) -> None:
-        """Raise ValueError with a reason when these settings cannot be used with this codec/detector."""
-        codec.ranges.check(float(self.rate), float(self.roi_weight))
+    def check(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None) -> None:
+        """Raise ValueError with a reason when these settings cannot be used with this engine/detector."""
+        as_engine(engine).check(float(self.rate), float(self.roi_weight))
+        check_keyframe_interval(self.keyframe_interval)
+        if not self.keyframe_request_min_interval_s >= 0.0:
+            raise ValueError(f"keyframe_request_min_interval_s must be >= 0, got {self.keyframe_request_min_interval_s}")
         if not self.max_rate >= 0.0:
             raise ValueError(f"max_rate must be >= 0 Hz (0 = no limit), got {self.max_rate}")
         if not self.statistics_window_s > 0.0:
@@ -69,9 +77,14 @@ class RoiBoxInfo:
     score: float
 
 
+def as_engine(engine: Engine | RoiCodec) -> Engine:
+    """An Engine; a bare RoiCodec becomes the neural engine (what callers before the engines passed)."""
+    return NeuralEngine(engine) if isinstance(engine, RoiCodec) else engine
+
+
 @dataclass
 class EncodeResult:
-    frame: EncodedFrame
+    frame: CodedFrame  # data, format, keyframe, rate, roi_weight, bpp, timings_ms
     boxes: list[RoiBoxInfo]  # every box that shaped the ROI mask (selected detections grown by the margin, static)
     detections: Detections | None  # everything the detector returned (None without a detector)
     roi_coverage: float  # fraction of pixels inside the ROI mask (mean of the mask)
@@ -125,19 +138,26 @@ def roi_box_infos(detections: Detections | None, shape_hw: tuple[int, int], conf
 
 
 class FrameEncoder:
-    """Codec + optional detector; ``encode`` runs the detector once and the codec once per frame."""
+    """Engine stream + optional detector; ``encode`` runs the detector once and the engine once per frame."""
 
-    def __init__(self, codec: RoiCodec, detector: DetectorAdapter | None = None):
-        if detector is not None:
-            want = tuple(codec.config.feature_channels)
+    def __init__(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None = None, keyframe_interval: int = 10,
+                 fps: float = 10.0):
+        self.engine = as_engine(engine)
+        if detector is not None and self.engine.uses_features:
+            want = tuple(self.engine.codec.config.feature_channels)
             got = tuple(detector.feature_channels)
             if want != got:
                 raise ValueError(
                     f"detector feature channels {got} do not match the codec's {want}: use the detector the codec "
                     "was trained with"
                 )
-        self.codec = codec
         self.detector = detector
+        self.stream = self.engine.stream_encoder(keyframe_interval=keyframe_interval, fps=fps)
+
+    @property
+    def codec(self) -> RoiCodec | None:
+        """The neural engine's RoiCodec (None for other engines)."""
+        return getattr(self.engine, "codec", None)
 
     def encode(self, image: np.ndarray, settings: EncoderSettings) -> EncodeResult:
         h, w = image.shape[:2]
@@ -146,8 +166,12 @@ class FrameEncoder:
             result = self.detector(image)
             features, detections, detector_ms = result.features, result.detections, result.latency_ms
         boxes, mask = roi_box_infos(detections, (h, w), settings.roi)
+        if settings.keyframe_interval != self.stream.keyframe_interval:
+            self.stream.set_keyframe_interval(settings.keyframe_interval)
+        box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
         start = time.perf_counter()
-        frame = self.codec.encode(image, roi_mask=mask, features=features, rate=settings.rate, roi_weight=settings.roi_weight)
+        frame = self.stream.encode(image, roi_mask=mask, boxes=box_array, features=features if self.engine.uses_features else None,
+                                   rate=settings.rate, roi_weight=settings.roi_weight)
         encode_ms = (time.perf_counter() - start) * 1e3
         return EncodeResult(
             frame=frame,

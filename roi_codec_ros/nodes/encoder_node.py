@@ -6,10 +6,15 @@ both to ``/camera/image_raw`` and ``/camera/image_raw/roi_codec``.  Also publish
 (EncoderStatistics: after every encoded frame and every ``statistics_period_s``) and, only while
 ``publish_detections`` is on, ``detections`` (Detections).  The subscription callback only hands the newest frame
 to one worker thread (latest-frame-wins, drops counted); the work itself is ``FrameEncoder`` (encoder_core, no ROS).
-Parameters: the ``PARAMETERS`` table below (also in docs/ros.md).
+Engines (``engine``, read-only): ``neural`` (default, the learned ROI codec, format rcb1), ``x264`` / ``x265`` (format
+h264 / hevc, tune=zerolatency) and hardware encoders found on this machine (roi_codec_ros.engine, docs/engines.md).
+Keyframes: every ``keyframe_interval`` frames and on request from a decoder on ``<output>/keyframe_request``
+(KeyframeRequest; at most one per ``keyframe_request_min_interval_s``).  ``ros2 param describe`` of ``rate`` and
+``roi_weight`` shows the chosen engine's mapping.  Parameters: the ``PARAMETERS`` table below (also in docs/ros.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -19,15 +24,18 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from roi_codec_ros.codec import RoiCodec
+from roi_codec_ros.codec.api import ANALYSIS_PRECISIONS
 from roi_codec_ros.detector import DEFAULT_ROI_CLASSES, RoiMaskConfig
+from roi_codec_ros.engine import ENGINE_NAMES, NEURAL, ClassicalSettings, Engine, create_engine
+from roi_codec_ros.engine.classical import REALTIME_COLOUR
 from roi_codec_ros.msg import Detections as DetectionsMsg
 from roi_codec_ros.msg import EncodedFrame as EncodedFrameMsg
-from roi_codec_ros.msg import EncoderStatistics, RoiBox
+from roi_codec_ros.msg import EncoderStatistics, KeyframeRequest, RoiBox
 
 from .encoder_core import DETECTOR_DEFAULT, DETECTOR_NONE, DETECTOR_RANDOM, EncoderSettings, EncodeResult, FrameEncoder, load_detector
 from .images import image_to_rgb
 from .ros_params import (
+    KEYFRAME_REQUEST_QOS,
     NO_BOXES,
     STATISTICS_QOS,
     Param,
@@ -47,18 +55,41 @@ from .worker import LatestFrameWorker, RateLimiter, RateWindow
 ALL_CLASSES = "*"
 INPUT_TOPIC = "image_raw"
 TRANSPORT = "roi_codec"  # output = <resolved input>/roi_codec
+KEYFRAME_REQUEST_TOPIC = "keyframe_request"  # <output>/keyframe_request
 DETECTIONS_TOPIC = "detections"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+RATE_DESCRIPTION = "rate knob in [0, 1]: 1 = most bits / best quality"
+ROI_WEIGHT_DESCRIPTION = "ROI weight alpha: 1 = uniform quality, larger = errors inside the ROI weigh more"
 
 PARAMETERS = (
-    # -- codec (read-only: changing them means reloading the model; restart the node) --
-    Param("model_path", "default", "codec model file; 'default' = the model shipped in the package, 'random' = untrained "
-          "test model (RoiCodec.random(seed=0): plumbing tests only)", read_only=True),
+    # -- engine and codec (read-only: changing them means reloading; restart the node) --
+    Param("engine", NEURAL, "coding engine: neural = the learned ROI codec (format rcb1); x264 / x265 = H.264 / HEVC "
+          "tune=zerolatency with the same detector ROI (format h264 / hevc); h264_nvenc, hevc_nvenc, h264_v4l2m2m = "
+          "hardware encoders, only where they work on this machine (roi-codec engines)", read_only=True,
+          choices=ENGINE_NAMES),
+    Param("model_path", "default", "neural engine: codec model file; 'default' = the model shipped in the package, "
+          "'random' = untrained test model (RoiCodec.random(seed=0): plumbing tests only)", read_only=True),
     Param("device", "cpu", "torch device for codec and detector", read_only=True, choices=("cpu", "cuda", "auto")),
-    Param("fp16", False, "half-precision transforms (CUDA only)", read_only=True),
-    # -- rate control (live) --
-    Param("rate", 0.5, "rate knob beta in [0, 1]: 1 = most bits / best quality (log-linear in the Lagrangian beta)", range=(0.0, 1.0)),
-    Param("roi_weight", 8.0, "ROI weight alpha: 1 = uniform quality, larger = errors inside the ROI weigh more "
-          "(checked against the model's own range)", range=(1.0, 60.0)),
+    Param("fp16", False, "neural engine: half-precision transforms (CUDA only)", read_only=True),
+    Param("analysis_precision", "auto", "neural engine: precision of the encoder's analysis transform (RoiCodec "
+          "analysis_precision): auto = bf16 on a CPU with native bf16, else fp32; fp16 needs CUDA", read_only=True,
+          choices=ANALYSIS_PRECISIONS),
+    Param("classical.preset", "veryfast", "x264/x265 engines: encoder preset (tune is always zerolatency)",
+          read_only=True, choices=X264_PRESETS),
+    Param("classical.threads", 1, "x264/x265 engines: encoder threads (1 = deterministic, one slice)", range=(1, 16),
+          read_only=True),
+    Param("classical.scenecut", True, "x264/x265 engines: let the coder add scene-cut keyframes (false = keyframes only "
+          "every keyframe_interval frames and on request)", read_only=True),
+    Param("classical.fps", 10.0, "x264/x265/hardware engines: camera frame rate the encoder's time base and its own "
+          "rate control assume", range=(0.1, 1000.0), read_only=True),
+    # -- rate and ROI (live); descriptions completed with the engine's mapping at start --
+    Param("rate", 0.5, RATE_DESCRIPTION, range=(0.0, 1.0)),
+    Param("roi_weight", 8.0, f"{ROI_WEIGHT_DESCRIPTION} (checked against the engine's own range)", range=(1.0, 60.0)),
+    # -- keyframes (live) --
+    Param("keyframe_interval", 10, "a keyframe every this many frames (0 = only the first and requested ones); "
+          "intra-only engines (neural today) code every frame as a keyframe", range=(0, 100000)),
+    Param("keyframe_request_min_interval_s", 0.25, f"at most one keyframe requested by decoders (<output>/"
+          f"{KEYFRAME_REQUEST_TOPIC}) per this many seconds; later requests wait, none is lost", range=(0.0, 60.0)),
     # -- detector (read-only: weights define the model) --
     Param("detector.weights", DETECTOR_DEFAULT, f"YOLO .pt weights; '{DETECTOR_DEFAULT}' = $ROI_CODEC_DETECTOR_WEIGHTS (the node "
           f"refuses to start when it is not set), '{DETECTOR_NONE}' = no detector (static boxes only, zero features), "
@@ -106,7 +137,26 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
         max_rate=values["max_rate"],
         publish_detections=values["publish_detections"],
         statistics_window_s=values["statistics_window_s"],
+        keyframe_interval=values["keyframe_interval"],
+        keyframe_request_min_interval_s=values["keyframe_request_min_interval_s"],
     )
+
+
+def engine_from_parameters(values: dict) -> Engine:
+    """The engine the read-only parameters ask for (ValueError / FileNotFoundError / RuntimeError say why not)."""
+    classical = ClassicalSettings(preset=values["classical.preset"], threads=values["classical.threads"],
+                                  scenecut=values["classical.scenecut"], colour=REALTIME_COLOUR)
+    return create_engine(values["engine"], model_path=values["model_path"] or "default", device=values["device"],
+                         fp16=values["fp16"], analysis_precision=values["analysis_precision"], classical=classical)
+
+
+def knob_descriptions(engine: Engine) -> dict[str, str]:
+    """``rate`` / ``roi_weight`` descriptions with the engine's mapping (what ``ros2 param describe`` shows)."""
+    lo, hi = engine.roi_weight_range
+    return {
+        "rate": f"{RATE_DESCRIPTION}. {engine.rate_mapping}",
+        "roi_weight": f"{ROI_WEIGHT_DESCRIPTION}, in [{lo:g}, {hi:g}] for this engine. {engine.roi_weight_mapping}",
+    }
 
 
 def _box_msg(box) -> RoiBox:
@@ -118,9 +168,15 @@ class EncoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("encoder", **{**node_options(), **kwargs})
         v = declare_parameters(self, PARAMETERS)
-        codec = RoiCodec.load(v["model_path"] or "default", device=v["device"], fp16=v["fp16"])
+        try:
+            engine = engine_from_parameters(v)
+        except RuntimeError as exc:  # e.g. a hardware encoder that is not usable here: its probe says why
+            raise StartupError(f"engine {v['engine']!r} cannot run here: {exc}") from exc
         detector = load_detector(v["detector.weights"], device=v["device"], imgsz=v["detector.imgsz"])
-        self.core = FrameEncoder(codec, detector)
+        self.core = FrameEncoder(engine, detector, keyframe_interval=v["keyframe_interval"], fps=v["classical.fps"])
+        rows = {p.name: p for p in PARAMETERS}
+        for name, text in knob_descriptions(engine).items():
+            self.set_descriptor(name, dataclasses.replace(rows[name], description=text).descriptor())
         try:
             self.settings = self._validated(v)
         except ValueError as exc:
@@ -135,8 +191,15 @@ class EncoderNode(Node):
         self.detections_pub = None
         self._update_detections_publisher(self.settings.publish_detections)
         self._large = LargeMessageCheck(self.get_logger(), self.output_topic)
-        self.received = self.encoded = self.skipped = self.failed = 0
+        self.received = self.encoded = self.skipped = self.failed = self.keyframes = 0
         self._sequence = 0
+        # keyframe requests: counted by the subscription callback, served by the worker (it owns the stream)
+        self.keyframe_requests = 0
+        self._requests_served = 0  # requests received before the start of the last keyframe
+        self._last_keyframe = -float("inf")
+        self.keyframe_request_topic = f"{self.output_topic}/{KEYFRAME_REQUEST_TOPIC}"
+        self.create_subscription(KeyframeRequest, self.keyframe_request_topic, self._on_keyframe_request,
+                                 KEYFRAME_REQUEST_QOS)
         self._limiter = RateLimiter(self.settings.max_rate)
         self._window = RateWindow(self.settings.statistics_window_s)
         self.worker = LatestFrameWorker(self._process, self._on_worker_error, name="encoder")
@@ -144,15 +207,20 @@ class EncoderNode(Node):
         self.statistics_timer = self.create_timer(v["statistics_period_s"], self._publish_periodic_statistics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
+        described = engine.describe()
+        what = (f"codec {described['model_id'][:12]} ({described['model_path'] or '?'}, analysis "
+                f"{described['analysis_precision']})" if engine.name == NEURAL else
+                ", ".join(f"{k} {described[k]}" for k in ("preset", "colour") if k in described))
         self.get_logger().info(
-            f"encoder ready: codec {codec.model_id[:12]} ({codec.info.get('path', '?')}), "
-            f"detector {detector.detector_id if detector else 'none'}, {self.input_topic} -> {self.output_topic}"
+            f"encoder ready: engine {engine.name} (format {engine.format}; {what}), "
+            f"detector {detector.detector_id if detector else 'none'}, {self.input_topic} -> {self.output_topic}, "
+            f"keyframe requests on {self.keyframe_request_topic}"
         )
 
     # -- parameters: the on-set callback validates a change as a whole, the post-set callback applies it ------
     def _validated(self, values: dict) -> EncoderSettings:
         settings = settings_from_parameters(values)
-        settings.check(self.core.codec, self.core.detector)
+        settings.check(self.core.engine, self.core.detector)
         if settings.publish_detections and self.core.detector is None:
             raise ValueError(f"publish_detections needs a detector (detector.weights is '{DETECTOR_NONE}')")
         return settings
@@ -207,21 +275,40 @@ class EncoderNode(Node):
         self.failed += 1
         self.get_logger().error(f"frame not encoded: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
+    def _on_keyframe_request(self, msg: KeyframeRequest) -> None:
+        self.keyframe_requests += 1
+        self.get_logger().info(f"keyframe requested by {msg.requester or '?'} ({msg.reason or '?'})",
+                               throttle_duration_sec=2.0)
+
+    def _serve_keyframe_requests(self, settings: EncoderSettings) -> int:
+        """Ask the stream for a keyframe when a request is outstanding and the last keyframe is at least
+        ``keyframe_request_min_interval_s`` old; returns the request count this frame answers if it is a keyframe."""
+        received = self.keyframe_requests
+        if received > self._requests_served and not self.core.stream.next_is_keyframe:
+            if time.monotonic() - self._last_keyframe >= settings.keyframe_request_min_interval_s:
+                self.core.stream.request_keyframe()
+        return received
+
     def _process(self, item) -> None:
         msg, received = item
         start = time.perf_counter()
         image = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
         converted = time.perf_counter()
         settings = self.settings
+        requests = self._serve_keyframe_requests(settings)
         result = self.core.encode(image, settings)
         if self.worker.stopping:
             return  # shutting down: do not publish into a node being destroyed
+        frame = result.frame
+        if frame.keyframe:
+            self._requests_served, self._last_keyframe = requests, time.monotonic()
+            self.keyframes += 1
         out = message(
             EncodedFrameMsg,
             header=msg.header,
-            format=EncodedFrameMsg.FORMAT_RCB1,
+            format=frame.format,
             source_encoding=msg.encoding,
-            keyframe=True,  # every rcb1 frame decodes on its own
+            keyframe=frame.keyframe,
             boxes=[_box_msg(b) for b in result.boxes],
             sequence=self._sequence,
         )
@@ -239,6 +326,7 @@ class EncoderNode(Node):
         stats = self._statistics(header=msg.header, has_frame=True)
         for name, value in dict(
             bytes=len(result.frame.data),
+            keyframe=frame.keyframe,
             bpp=result.frame.bpp,
             rate=result.frame.rate,
             roi_weight=result.frame.roi_weight,
@@ -263,6 +351,10 @@ class EncoderNode(Node):
             frames_encoded=self.encoded,
             frames_dropped=self.skipped + self.worker.dropped,
             frames_failed=self.failed,
+            frames_keyframe=self.keyframes,
+            keyframe_requests=self.keyframe_requests,
+            engine=self.core.engine.name,
+            format=self.core.engine.format,
             window_s=self._window.window_s,
             fps=self._window.fps(),
             bitrate_kbps=self._window.bitrate_kbps(),

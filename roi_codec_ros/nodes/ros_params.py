@@ -41,6 +41,8 @@ NO_BOXES = "none"  # the explicit "no static boxes" value (`ros2 param set` cann
 
 # statistics: small, every one matters to a UI or a log
 STATISTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# keyframe requests: small and rare (rate-limited), each one matters; volatile: a stale request is not replayed
+KEYFRAME_REQUEST_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ParameterError(ValueError):

@@ -130,3 +130,88 @@ class RateWindow:
         span = self._samples[-1][0] - self._samples[0][0]
         bits = 8 * sum(n for _, n in list(self._samples)[1:])
         return bits / span / 1000.0 if span > 0 else 0.0
+
+
+class StreamWorker(Generic[T]):
+    """One worker thread fed in order, for streams whose frames may depend on earlier ones (decoder side).
+
+    Frames are handled in arrival order; a newly submitted *keyframe* drops every frame still waiting (counted in
+    ``dropped``): it decodes without them, so a decoder slower than the stream catches up at the next keyframe
+    and its latency stays bounded.  For intra-only streams (every frame a keyframe) this is latest-frame-wins.
+    More than ``max_pending`` waiting frames also drops them all, and the next frame handled is flagged
+    ``broken`` (an inter frame after it lacks its reference).  ``handle`` gets ``(item, broken)``.
+    """
+
+    def __init__(self, handle: Callable[[T, bool], None], on_error: Callable[[BaseException], None],
+                 name: str = "stream-worker", max_pending: int = 30):
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self._handle, self._on_error, self.max_pending = handle, on_error, int(max_pending)
+        self._cond = threading.Condition()
+        self._queue: collections.deque[T] = collections.deque()
+        self._broken = False
+        self._busy = False
+        self._stopping = False
+        self.submitted = self.dropped = self.handled = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: T, keyframe: bool) -> int:
+        """Queue ``item``; returns how many waiting frames it dropped."""
+        with self._cond:
+            dropped = 0
+            if keyframe and self._queue:
+                dropped = len(self._queue)
+                self._queue.clear()
+            elif len(self._queue) >= self.max_pending:
+                dropped = len(self._queue)
+                self._queue.clear()
+                self._broken = True
+            if keyframe:
+                self._broken = False  # whatever was dropped, this frame needs none of it
+            self.dropped += dropped
+            self._queue.append(item)
+            self.submitted += 1
+            self._cond.notify()
+        return dropped
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                item, broken = self._queue.popleft(), self._broken
+                self._broken, self._busy = False, True
+            try:
+                self._handle(item, broken)
+            except BaseException as exc:  # noqa: BLE001 - one bad frame must never end the worker
+                self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self.handled += 1
+                    self._cond.notify_all()
