@@ -8,6 +8,12 @@ Codec specs (``--codec``, repeatable; default ``baselines``):
     x264-roi[:crf=..][:q=-0.2][:bg=0]   x264 + addroi (ROI qoffset q, optional background qoffset bg)
     ours[:MODEL]               our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
                                (untrained test model); swept over --rates x --roi-weights
+    engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1]
+                               a coding engine of the nodes (roi_codec_ros.engine: x264, x265, neural, detected
+                               hardware) as the encoder node runs it: one stream per setting, a keyframe every k
+                               frames (0 = only the first), swept over --rates x --roi-weights (x264/x265:
+                               CRF = 45 - 30*rate, ROI QP offset -3*log2(roi_weight)); neural uses --model-style
+                               option model=PATH
 """
 from __future__ import annotations
 
@@ -19,7 +25,15 @@ import sys
 from pathlib import Path
 
 from roi_codec_ros.evaluation.baselines import baseline_sweep
-from roi_codec_ros.evaluation.ours import DEFAULT_RATES, DEFAULT_ROI_WEIGHTS, load_roi_codec, ours_grid
+from roi_codec_ros.evaluation.ours import (
+    DEFAULT_KEYFRAME_INTERVAL,
+    DEFAULT_RATES,
+    DEFAULT_ROI_WEIGHTS,
+    OursCodec,
+    engine_grid,
+    load_roi_codec,
+    ours_grid,
+)
 from roi_codec_ros.evaluation.report import families, write_report
 from roi_codec_ros.evaluation.runner import RoiSource, evaluate, records_as_dicts, summarize
 
@@ -46,6 +60,9 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
             label = "ours" if len(ours_specs) == 1 else f"ours[{Path(model).stem}]"
             codecs += ours_grid(codec, rates, roi_weights, name=label)
             continue
+        if name == "engine":
+            codecs += _engine_codecs(spec, rest, rates, roi_weights, device)
+            continue
         values, kwargs = None, {}
         for part in filter(None, rest.split(":")):
             key, eq, value = part.partition("=")
@@ -71,6 +88,43 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
     if duplicates:
         raise ValueError(f"codec settings given twice: {duplicates}")
     return codecs
+
+
+def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> list:
+    """``engine:NAME[:k=N][:preset=P][:chroma=box|fit][:threads=N][:model=PATH]`` (module doc)."""
+    from dataclasses import replace
+
+    from roi_codec_ros.engine import ClassicalSettings, create_engine
+    from roi_codec_ros.engine.classical import REALTIME_COLOUR
+
+    parts = [part for part in rest.split(":") if part]
+    if not parts:
+        raise ValueError(f"codec spec {spec!r}: name the engine, e.g. engine:x264")
+    engine_name, *options = parts
+    keyint, settings, model, label = DEFAULT_KEYFRAME_INTERVAL, {}, "default", [engine_name]
+    for option in options:
+        key, eq, value = option.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise ValueError(f"codec spec {spec!r}: option {option!r} needs key=value")
+        if key == "k":
+            keyint = int(value)
+        elif key == "preset":
+            settings["preset"] = value
+        elif key == "threads":
+            settings["threads"] = int(value)
+        elif key == "chroma":
+            settings["colour"] = replace(REALTIME_COLOUR, chroma_filter=value)
+        elif key == "model":
+            model = value
+        else:
+            raise ValueError(f"codec spec {spec!r}: unknown option {key!r} (k, preset, chroma, threads, model)")
+        if key not in ("model", "k"):
+            label.append(option)
+    classical = replace(ClassicalSettings(), **settings) if settings else None
+    engine = create_engine(engine_name, model_path=model, device=device, classical=classical)
+    label.append(f"k{keyint}")
+    return engine_grid(engine, rates, roi_weights, name=" ".join(label), keyframe_interval=keyint)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -176,7 +230,7 @@ def _check_detector_match(codecs, detector, strict: bool = False) -> None:
 
     if detector is None:
         return
-    for codec in {id(c.codec): c.codec for c in codecs if hasattr(c, "roi_weight")}.values():
+    for codec in {id(c.codec): c.codec for c in codecs if isinstance(c, OursCodec)}.values():
         problem = check_detector_match(codec.info, detector.detector_id, strict=strict, warn=False)
         if problem:
             logging.warning("%s: %s (--strict-detector makes this an error)", codec.info.get("path", "our codec"), problem)

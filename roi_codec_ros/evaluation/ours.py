@@ -1,8 +1,15 @@
-"""Our learned codec (``RoiCodec``) behind the same ``encode(image, boxes) / decode(bytes)`` contract as the baselines.
+"""Coding engines (``roi_codec_ros.engine``) behind the same ``encode(image, boxes) / decode(bytes)`` contract as the
+baselines: our learned codec (``OursCodec``, the neural engine) and any other engine (``EngineCodec``, e.g. the
+real-time x264 engine the nodes run).
 
-The ROI mask it receives is the hard union of the same boxes every other codec and the ROI metrics use
-(``metrics.boxes_to_mask``); detector features are passed through when the evaluation runs a detector, else the
-codec zero-fills them (the "without object features" setting of the TUM paper).
+The ROI mask an engine receives is the hard union of the same boxes every other codec and the ROI metrics use
+(``metrics.boxes_to_mask``), and the boxes themselves (classical engines code ROI per box); detector features are
+passed through to engines that use them when the evaluation runs a detector, else the neural codec zero-fills them
+(the "without object features" setting of the TUM paper).
+
+One setting = one stream (``Engine.stream_encoder``), *stateful* for inter-frame engines: frames must arrive in
+stream order and ``decode`` must get every payload ``encode`` made, in order (the runner does that: frames outer,
+settings inner).  A frame's bytes are what the node publishes in ``EncodedFrame.data``.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from .metrics import boxes_to_mask, check_image
 
 DEFAULT_RATES = (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)
 DEFAULT_ROI_WEIGHTS = (1.0, 4.0, 16.0)
+DEFAULT_KEYFRAME_INTERVAL = 10
 
 
 def load_roi_codec(source: str | None, device: str = "cpu"):
@@ -28,30 +36,65 @@ def load_roi_codec(source: str | None, device: str = "cpu"):
     return RoiCodec.load(source, device=device)
 
 
-class OursCodec(Codec):
-    """One (rate, roi_weight) setting of a loaded ``RoiCodec``; settings of one model share the codec object."""
+class EngineCodec(Codec):
+    """One (rate, roi_weight) setting of an engine: one stream, keyframes every ``keyframe_interval`` frames."""
+
+    def __init__(self, engine, rate: float, roi_weight: float = 1.0, name: str | None = None,
+                 keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0):
+        engine.check(rate, roi_weight)  # ValueError with the engine's own range
+        self.engine, self.rate, self.roi_weight = engine, float(rate), float(roi_weight)
+        self.keyframe_interval, self.fps = int(keyframe_interval), float(fps)
+        self.name = name or engine.name
+        self.family = f"{self.name} α={self.roi_weight:g}"
+        self.setting = f"rate={self.rate:g}"
+        self.format = engine.format
+        self._encoder = None
+        self._decoder = None
+        self.keyframes = 0
+
+    def reset(self) -> None:
+        """Start a new stream with the next frame (a keyframe)."""
+        self._encoder = self._decoder = None
+
+    def encode(self, image, boxes=None, features=None) -> bytes:
+        image = check_image(image)
+        if self._encoder is None:
+            self._encoder = self.engine.stream_encoder(keyframe_interval=self.keyframe_interval, fps=self.fps)
+        mask, box_array = None, None
+        if boxes is not None and len(boxes):
+            box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
+            mask = boxes_to_mask(box_array, image.shape[:2]).astype(np.float32)
+        frame = self._encoder.encode(image, roi_mask=mask, boxes=box_array,
+                                     features=features if self.engine.uses_features else None,
+                                     rate=self.rate, roi_weight=self.roi_weight)
+        self.keyframes += frame.keyframe
+        return frame.data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if self._decoder is None:
+            self._decoder = self.engine.stream_decoder()
+        return self._decoder.decode(data, self.format)
+
+    def params(self) -> dict:
+        return {"rate": self.rate, "roi_weight": self.roi_weight, "keyframe_interval": self.keyframe_interval,
+                **self.engine.describe()}
+
+
+class OursCodec(EngineCodec):
+    """One (rate, roi_weight) setting of a loaded ``RoiCodec`` (the neural engine); settings share the codec object.
+    Intra only: every frame is a keyframe, so frame order does not matter."""
 
     def __init__(self, codec, rate: float, roi_weight: float = 1.0, name: str = "ours"):
+        from roi_codec_ros.engine.neural import NeuralEngine
+
         low, high = codec.rate_range
         if not low <= float(rate) <= high:
             raise ValueError(f"rate must be in [{low}, {high}], got {rate}")
         a_low, a_high = codec.roi_weight_range
         if not a_low <= float(roi_weight) <= a_high:
             raise ValueError(f"roi_weight must be in [{a_low}, {a_high}] for this model, got {roi_weight}")
-        self.codec, self.rate, self.roi_weight, self.name = codec, float(rate), float(roi_weight), name
-        self.family = f"{name} α={self.roi_weight:g}"
-        self.setting = f"rate={self.rate:g}"
-
-    def encode(self, image, boxes=None, features=None) -> bytes:
-        image = check_image(image)
-        mask = None
-        if boxes is not None and len(boxes):
-            mask = boxes_to_mask(boxes, image.shape[:2]).astype(np.float32)
-        frame = self.codec.encode(image, roi_mask=mask, features=features, rate=self.rate, roi_weight=self.roi_weight)
-        return frame.data
-
-    def decode(self, data: bytes) -> np.ndarray:
-        return self.codec.decode(data)
+        super().__init__(NeuralEngine(codec), rate, roi_weight, name=name, keyframe_interval=0)
+        self.codec = codec  # the evaluation bag writer recognises our codec by it
 
     def params(self) -> dict:
         return {
@@ -66,3 +109,10 @@ def ours_grid(codec, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name:
     """Settings over the grid rates x roi_weights (one RD curve per roi_weight); weights outside the model's
     range are an error, not silently dropped."""
     return [OursCodec(codec, r, a, name=name) for a in roi_weights for r in rates]
+
+
+def engine_grid(engine, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name: str | None = None,
+                keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0) -> list[EngineCodec]:
+    """An engine's settings over rates x roi_weights (one stream, and one RD curve per roi_weight)."""
+    return [EngineCodec(engine, r, a, name=name, keyframe_interval=keyframe_interval, fps=fps)
+            for a in roi_weights for r in rates]
