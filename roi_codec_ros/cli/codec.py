@@ -4,6 +4,7 @@
     roi-codec decode out.rcb out.png
     roi-codec info out.rcb
     roi-codec demo [--detector yolov8n.pt] [--rates 0.2,0.5,0.9] [--roi-weight 16] [--out DIR]
+    roi-codec engines [--json]       (which coding engines run on this machine, and why not)
 
 Outputs are written whole or not at all (a temporary file in the same folder, then a rename).
 Exit codes: 0 success, 1 the input could not be read/decoded (bad image, ``BitstreamError``, missing or damaged
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print the header of a .rcb bitstream")
     info.add_argument("input", help="bitstream file (.rcb)")
     info.add_argument("--json", action="store_true", help="print JSON")
+
+    engines = sub.add_parser("engines", help="the coding engines and whether each runs on this machine (and why not)")
+    engines.add_argument("--json", action="store_true", help="print JSON")
 
     demo = sub.add_parser("demo", help="ultralytics' bundled bus.jpg and zidane.jpg at roi weight 1 vs a high weight")
     demo.add_argument("--rates", type=rate_list, default=[0.5], help="comma-separated rates in [0, 1] (default: 0.5)")
@@ -365,7 +369,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "demo": cmd_demo}
+def cmd_engines(args) -> int:
+    """Every engine name the encoder node's ``engine`` parameter takes, its format and whether it runs here (hardware
+    encoders are probed: opened, one packet per frame, ROI side data honoured or not)."""
+    from roi_codec_ros.engine import ENGINE_NAMES, NEURAL, engine_status
+    from roi_codec_ros.engine.classical import ENGINES as CLASSICAL
+    from roi_codec_ros.engine.hardware import SPECS, probe
+
+    rows = []
+    status = engine_status()
+    for name in ENGINE_NAMES:
+        fmt = "rcb1" if name == NEURAL else CLASSICAL.get(name) or SPECS[name].format
+        row = {"engine": name, "format": fmt, "usable": status[name] is None, "reason": status[name] or ""}
+        if name in SPECS and status[name] is None:
+            row["roi"] = "honoured" if probe(SPECS[name])[1] else "ignored"
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        state = "usable" + (f" (ROI side data {row['roi']})" if "roi" in row else "") if row["usable"] else "not usable"
+        print(f"{row['engine']:<13} {row['format']:<5} {state}{': ' + row['reason'] if row['reason'] else ''}")
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "demo": cmd_demo, "engines": cmd_engines}
 
 
 def main(argv: list[str] | None = None) -> int:

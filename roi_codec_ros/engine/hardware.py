@@ -129,6 +129,8 @@ def probe(spec: HardwareSpec) -> tuple[str | None, bool]:
     colour = spec.colour
     previous = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)  # so that the open error carries FFmpeg's reason (e.g. no libcuda)
+    capture = av.logging.Capture()  # ... without printing FFmpeg's log lines
+    capture.__enter__()
     try:
         context = _Context(spec, width, height, 10.0, 0.5)
         for i in range(PROBE_FRAMES):
@@ -145,8 +147,11 @@ def probe(spec: HardwareSpec) -> tuple[str | None, bool]:
             left, right = (_psnr(image[:, s], decoded[:, s]) for s in (np.s_[: width // 2], np.s_[width // 2:]))
             gaps.append(left - right)
     except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as exc:
-        return f"{spec.codec} is in this FFmpeg build but cannot be used here: {exc}", False
+        text = str(exc)
+        reason = text.split("; last error log: ", 1)[1] if "; last error log: " in text else text
+        return f"{spec.codec} is in this FFmpeg build but cannot be used here: {reason.strip()}", False
     finally:
+        capture.__exit__(None, None, None)
         av.logging.set_level(previous)
     # the region's quality must rise against the rest (a size test would be fooled by frame-level rate control)
     return None, gaps[1] - gaps[0] > ROI_PROBE_MIN_GAIN_DB
