@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Offline evaluation of the rate controller (issue 12) on the real codec or on a simulated one.
 
-    python scripts/rate_control_eval.py measure --out outputs/rc/measure.json      # model range + curve shape
-    python scripts/rate_control_eval.py run --targets 60,120,240 --step-from 240 \
-        --out outputs/rc/real --plots docs/images                                   # real codec, all acceptance runs
-    python scripts/rate_control_eval.py simulate --calibration outputs/rc/measure.json   # fast development loop
+    python scripts/rate_control_eval.py measure                       # model reach + curve shape (~260 encodes)
+    python scripts/rate_control_eval.py run --plots outputs/rc/real_plots --psnr-every 10 --psnr-every-pair 2
+    python scripts/rate_control_eval.py table outputs/rc/real/highway.json outputs/rc/real/pedestrians.json
+    python scripts/rate_control_eval.py replay outputs/rc/real/pedestrians.json   # model candidates on real frames
+    python scripts/rate_control_eval.py plot outputs/rc/real/highway.json --out docs/images/rate_control_highway.png
+    python scripts/rate_control_eval.py simulate [--keyframe-interval 10]   # the same runs in seconds
 
+``--model PATH`` (measure, run) evaluates another model file; ``run`` refuses a measurement of another model.
 Videos: highway (25 fps, resampled to 10 Hz, all frames) and pedestrians (10 fps, first 300 frames).  One pass per
 video: the detector runs once per frame and every controller run (each target, the step) encodes that frame with
-its own controller, so the runs see identical frames, masks and features.
+its own controller, so the runs see identical frames, masks and features.  Outputs go under ``outputs/rc/``.
 """
 from __future__ import annotations
 

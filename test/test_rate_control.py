@@ -315,6 +315,19 @@ def test_bits_model_learns_a_curve_and_stays_monotone(kind, knots):
     assert model.slope(0.5, 8.0, 0.05) > 0
 
 
+@pytest.mark.parametrize("kind", ["loglinear", "table"])
+def test_bits_model_slope_kept_positive_on_contradicting_data(kind):
+    # frames that got smaller at a higher rate (a scene change during a rate step) must not teach a falling
+    # curve: its inverse would send the rate the wrong way
+    model = BitsModel(kind)
+    for i in range(40):
+        rate = 0.2 + 0.6 * (i % 2)
+        model.update(rate, 1.0, 0.0, 20000 if rate < 0.5 else 8000, 518400)
+    assert model.slope(0.5, 1.0, 0.0) > 0
+    raw = model.features(np.linspace(0, 1, 11), 1.0, 0.0) @ model.filter.theta  # without curve()'s safeguard
+    assert np.all(np.diff(raw) >= 0)
+
+
 def test_bits_model_scene_cut_is_refitted_at_once():
     model = BitsModel("loglinear")
     for _ in range(50):
@@ -429,3 +442,23 @@ def test_config_object_and_keywords_are_exclusive():
     assert rc.capacity_bytes == pytest.approx(300 * 1000 / 8 * 0.8)
     with pytest.raises(ValueError, match="either"):
         RateController(config, buffer_ms=100)
+
+
+def test_reconfigure_live_keeps_what_was_learned():
+    codec = SimulatedCodec(seed=0)
+    rc = RateController(500, fps_hint=FPS)
+    run_simulation(rc, codec, scene(0, 50))
+    learned = rc.model_state()
+    fullness = rc.state()["buffer_fullness"]
+    rc.reconfigure(buffer_ms=1000.0, max_frame_bytes=20000, roi_weight_limit=60.0, window_s=2.0)
+    assert rc.config.buffer_ms == 1000.0 and rc.capacity_bytes == pytest.approx(500 * 125 * 1.0)
+    assert rc.state()["buffer_fullness"] == pytest.approx(fullness)
+    assert rc.model_state() == learned and rc.counters["frames"] == 50 and rc.meter.window_s == 2.0
+    rc.reconfigure(target_kbps=250.0, keyframe_interval=10)
+    assert rc.target_kbps == 250.0 and rc.i_frame_share() == pytest.approx(0.1)
+    for bad, msg in [(dict(buffer_ms=-1.0), "buffer_ms"), (dict(rate_range=(0.0, 0.5)), "cannot change"),
+                     (dict(model="table"), "cannot change"), (dict(speed=3), "unknown"),
+                     (dict(target_kbps=float("nan")), "finite")]:
+        with pytest.raises(ValueError, match=msg):
+            rc.reconfigure(**bad)
+    assert rc.config.buffer_ms == 1000.0 and rc.target_kbps == 250.0  # a rejected change changes nothing

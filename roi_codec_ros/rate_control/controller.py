@@ -29,7 +29,7 @@ No ROS, no torch: the encoder node, the CLI and the evaluation all drive this on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -212,6 +212,38 @@ class RateController:
         else:
             self._fullness = self._target_level()
 
+    def reconfigure(self, **changes) -> None:
+        """Change any other tunable live (ROS parameter callbacks), keeping the learned models, meter and counters.
+
+        ``target_kbps`` goes through ``set_target``; ``rate_range``, ``model``, ``prior`` and ``table_knots`` shape
+        the models and cannot change on a running controller (build a new one).  The buffer keeps its fullness
+        fraction when ``buffer_ms`` changes.  Invalid values raise ValueError and change nothing.
+        """
+        fixed = {"rate_range", "model", "prior", "table_knots"} & set(changes)
+        if fixed:
+            raise ValueError(f"{sorted(fixed)} cannot change on a running controller; build a new RateController")
+        unknown = set(changes) - set(RateControllerConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown rate control settings {sorted(unknown)}")
+        target = changes.pop("target_kbps", None)
+        config = replace(self.config, **changes)  # validates
+        if target is not None:
+            check_kbps(target, allow_zero=True)
+        fraction = self._fullness / self.capacity_bytes if self.capacity_bytes else None
+        self.config = config
+        if fraction is not None:
+            self._fullness = fraction * self.capacity_bytes
+        if "keyframe_interval" in changes:
+            self.set_keyframe_interval(config.keyframe_interval)
+        if "window_s" in changes:
+            meter = WindowMeter(config.window_s)
+            for t, b in self.meter._frames:  # noqa: SLF001 - same module family; the recent frames carry over
+                meter.add(t, b)
+            meter.total_bytes, meter.frames, meter.first_s = self.meter.total_bytes, self.meter.frames, self.meter.first_s
+            self.meter = meter
+        if target is not None:
+            self.set_target(target)
+
     def set_keyframe_interval(self, frames: int | None) -> None:
         """Hint from the stream encoder (its live ``keyframe_interval``); None = learn it from the frame types."""
         if frames is not None and (int(frames) != frames or frames < 1):
@@ -281,8 +313,8 @@ class RateController:
         return 1.0 if gop is None else 1.0 / gop
 
     # ------------------------------------------------------------------------------------------ per frame
-    def plan(self, frame_pixels: int, roi_coverage: float, frame_type: FrameType | str = FrameType.I,
-             now_s: float = 0.0, roi_weight: float = 1.0, manual_rate: float | None = None) -> Decision:
+    def plan(self, frame_pixels: int, roi_coverage: float, frame_type: FrameType | str, now_s: float, *,
+             roi_weight: float = 1.0, manual_rate: float | None = None) -> Decision:
         """Rate and ROI weight for the next frame.
 
         frame_pixels: h*w; roi_coverage: mean of the ROI mask in [0, 1] (0 without ROI); frame_type: 'I'/'P' as the

@@ -22,7 +22,7 @@ saved state (``state``/``load_state``) can replace it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
