@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Offline evaluation of the rate controller (issue 12) on the real codec or on a simulated one.
 
-    python scripts/rate_control_eval.py measure                       # model reach + curve shape (~260 encodes)
+    python scripts/rate_control_eval.py measure                       # model reach + curve shape (192 encodes)
     python scripts/rate_control_eval.py run --plots outputs/rc/real_plots --psnr-every 10 --psnr-every-pair 2
     python scripts/rate_control_eval.py table outputs/rc/real/highway.json outputs/rc/real/pedestrians.json
     python scripts/rate_control_eval.py replay outputs/rc/real/pedestrians.json   # model candidates on real frames
