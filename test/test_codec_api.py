@@ -234,3 +234,12 @@ def test_encoder_side_reconstruction_equals_what_the_decoder_decodes(random_code
         decoded = coder.decompress({k: [v[0]] for k, v in out["strings"].items()}, out["shape"])
         assert torch.equal(decoded["y_hat"], out["y_hat"])
         assert torch.equal(out["y_hat"], torch.round(y))
+
+
+def test_analysis_backend_needs_a_graph_unless_torch():
+    codec = RoiCodec.random(seed=0)
+    with pytest.raises(ValueError, match="no graph"):
+        codec.set_analysis_backend("torch", object())
+    with pytest.raises(ValueError, match="needs one"):
+        codec.set_analysis_backend("openvino")
+    assert codec.analysis_backend == "torch"

@@ -8,11 +8,12 @@ pytest.importorskip("openvino")
 pytest.importorskip("onnx")
 
 from roi_codec_ros.codec import RoiCodec  # noqa: E402
+from roi_codec_ros.deploy.openvino_backend import use_openvino  # noqa: E402
 
 
 def test_openvino_analysis_gives_a_stream_close_to_torchs():
     torch_codec = RoiCodec.random(seed=0, analysis_precision="fp32")
-    ov_codec = RoiCodec.random(seed=0, analysis_precision="fp32", analysis_backend="openvino")
+    ov_codec = use_openvino(RoiCodec.random(seed=0, analysis_precision="fp32"))
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:96, 0:160]
     image = np.clip(np.stack([xx * 1.5, yy * 2.0, (xx + yy)], -1) + rng.normal(0, 6, (96, 160, 3)), 0, 255).astype(np.uint8)
@@ -24,7 +25,3 @@ def test_openvino_analysis_gives_a_stream_close_to_torchs():
     assert np.abs(decoded_a.astype(int) - decoded_b.astype(int)).mean() < 0.5
     assert ov_codec.decode(a.data).tobytes() == decoded_a.tobytes()  # the decoder is torch's either way
 
-
-def test_openvino_backend_refuses_what_it_cannot_run():
-    with pytest.raises(ValueError, match="analysis_backend"):
-        RoiCodec.random(seed=0, analysis_backend="tensorrt")

@@ -13,7 +13,11 @@ ALLOWED = {
     "codec": {"codec", "devices", "files"},
     "detector": {"detector", "devices", "files"},
     "training": {"training", "codec", "detector", "devices", "files"},
-    "evaluation": {"evaluation", "classical", "codec", "detector", "devices", "files", "msg"},
+    "classical": {"classical", "detector"},
+    "engine": {"engine", "classical", "codec", "devices", "files"},
+    "rate_control": {"rate_control"},
+    "deploy": {"deploy", "codec", "devices", "files"},
+    "evaluation": {"evaluation", "engine", "classical", "codec", "detector", "devices", "files", "msg"},
 }
 
 

@@ -109,6 +109,9 @@ PIP_ONLY = {
     "av": "av", "rosbags": "rosbags", "pytorch_msssim": "pytorch-msssim", "tensorboard": "tensorboard",
     "atheris": "atheris", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
 }
+# optional backends: imported only when asked for, never a dependency (docs/deployment.md says how to add them)
+OPTIONAL = {"openvino"}
+TEST_MODULES = {p.stem for p in (REPO / "test").glob("*.py")}
 
 
 def _third_party_imports(files) -> dict[str, str]:
@@ -160,8 +163,8 @@ def test_package_xml_declares_what_the_code_imports():
             if module in PIP_ONLY:
                 assert PIP_ONLY[module] in python_pins, f"{where} imports {module}: pin {PIP_ONLY[module]} in requirements/python.txt"
                 continue
-            if module in ("ros_helpers", "codec_helpers", "conftest", "roi_codec_devtools"):
-                continue  # test/ helpers, and the pip-only dev tools (dev/, not a dependency of the package)
+            if module in OPTIONAL or module in TEST_MODULES or module == "roi_codec_devtools":
+                continue  # test/ modules, and the pip-only dev tools (dev/, not a dependency of the package)
             assert module in ROSDEP, f"{where} imports {module}: add its rosdep key to package.xml (and to ROSDEP here)"
             assert ROSDEP[module] in declared, f"{where} imports {module}: package.xml needs <{kind}>{ROSDEP[module]}</{kind}>"
 

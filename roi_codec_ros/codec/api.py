@@ -138,14 +138,13 @@ class RoiCodec:
         precision: str | None = None,
         analysis_precision: str = "auto",
         channels_last_synthesis: bool | None = None,
-        analysis_backend: str = "torch",
     ):
         """``fp16`` (CUDA only, kept for older callers) = ``analysis_precision="fp16"`` and ``precision="fast"``.
 
         precision: decoder, ``"exact"`` (default) or ``"fast"``; analysis_precision: encoder, ``"auto"``, ``"fp32"``,
-        ``"bf16"``, ``"fp16"``; channels_last_synthesis: ``None`` = on for CPU, off for CUDA (see module docstring);
-        analysis_backend: ``"torch"`` or ``"openvino"`` (CPU, optional package; ``analysis_precision`` then is its
-        precision hint: bf16 or fp32; see ``roi_codec_ros.deploy.openvino_backend``).
+        ``"bf16"``, ``"fp16"``; channels_last_synthesis: ``None`` = on for CPU, off for CUDA (see module docstring).
+        Another runtime can take over the encoder's transforms through ``set_analysis_backend`` (OpenVINO:
+        ``roi_codec_ros.deploy.openvino_backend.use_openvino``).
         """
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
@@ -192,17 +191,17 @@ class RoiCodec:
         # shipped model), channels-last is ~2x faster on CPU.  Set at construction: it changes the weights' layout.
         self.model.g_s_convs.to(memory_format=torch.channels_last if self.channels_last_synthesis else torch.contiguous_format)
         self.config: ModelConfig = model.config
-        if analysis_backend not in ("torch", "openvino"):
-            raise ValueError(f"analysis_backend must be 'torch' or 'openvino', got {analysis_backend!r}")
-        self.analysis_backend = analysis_backend
-        self._openvino = None
-        if analysis_backend == "openvino":
-            if self.device.type != "cpu" or self.analysis_dtype == torch.float16:
-                raise ValueError("analysis_backend='openvino' runs on the CPU in bf16 or fp32")
-            from roi_codec_ros.deploy.openvino_backend import OpenVinoAnalysis  # optional package: ImportError
-
-            self._openvino = OpenVinoAnalysis(self, "bf16" if self.analysis_dtype == torch.bfloat16 else "f32")
+        self.analysis_backend = "torch"
+        self._analysis_graph = None
         self._zero_maps: dict[tuple, tuple[list[Tensor], Tensor]] = {}  # see _zero_feature_maps
+
+    def set_analysis_backend(self, name: str, graph=None) -> None:
+        """Run the encoder's transforms (g_a and the side analysis) in another runtime: ``graph(x, mask_alpha,
+        embedding, features, (h, w)) -> (y, z, w)``; ``("torch", None)`` goes back.  Any y/z/w is a valid stream,
+        so the decoder is untouched."""
+        if (name == "torch") != (graph is None):
+            raise ValueError("analysis backend 'torch' takes no graph; any other backend needs one")
+        self.analysis_backend, self._analysis_graph = name, graph
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -215,13 +214,12 @@ class RoiCodec:
         precision: str | None = None,
         analysis_precision: str = "auto",
         channels_last_synthesis: bool | None = None,
-        analysis_backend: str = "torch",
     ) -> "RoiCodec":
         """Load a model file; ``None``/"default" = the model shipped in the package, "random" = untrained test model.
 
         See ``__init__`` for the precision options."""
         options = dict(precision=precision, analysis_precision=analysis_precision,
-                       channels_last_synthesis=channels_last_synthesis, analysis_backend=analysis_backend)
+                       channels_last_synthesis=channels_last_synthesis)
         if path is None or str(path) == "default":
             if not DEFAULT_MODEL_PATH.is_file():
                 raise FileNotFoundError(
@@ -335,8 +333,8 @@ class RoiCodec:
         embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
         t_input = time.perf_counter()
         # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
-        if self._openvino is not None:
-            y, z, w_side = self._openvino(x, weighted_roi_mask(mask, u_alpha), embedding, feats, (h, w))
+        if self._analysis_graph is not None:
+            y, z, w_side = self._analysis_graph(x, weighted_roi_mask(mask, u_alpha), embedding, feats, (h, w))
             t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
             side = {"z": z, "w": w_side}
         else:

@@ -1,4 +1,4 @@
-"""Optional OpenVINO backend for the encoder's transforms on the CPU (``RoiCodec(..., analysis_backend="openvino")``).
+"""Optional OpenVINO backend for the encoder's transforms on the CPU (``use_openvino(RoiCodec.load(...))``).
 
 ``benchmarks/transform_backends.py`` measured OpenVINO's bf16 analysis graph faster than torch's bf16 autocast on
 this CPU (see docs/deployment.md); its synthesis was slower than torch's, so the decoder stays on torch.  The
@@ -52,3 +52,12 @@ class OpenVinoAnalysis:
         request = self._request(tuple(int(v) for v in valid), {k: tuple(a.shape) for k, a in arrays.items()})
         result = request.infer(arrays)
         return tuple(torch.from_numpy(np.array(result[output])) for output in request.model_outputs)
+
+
+def use_openvino(codec, threads: int | None = None):
+    """Hand ``codec``'s analysis to OpenVINO (CPU, bf16 or fp32 as its ``analysis_precision``); returns ``codec``."""
+    if codec.device.type != "cpu" or codec.analysis_dtype == torch.float16:
+        raise ValueError("the OpenVINO analysis backend runs on the CPU in bf16 or fp32")
+    hint = "bf16" if codec.analysis_dtype == torch.bfloat16 else "f32"
+    codec.set_analysis_backend("openvino", OpenVinoAnalysis(codec, hint, threads))  # ImportError without openvino
+    return codec
