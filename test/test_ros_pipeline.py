@@ -140,22 +140,22 @@ class Probe:
 
 
 class Pipeline:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, engine: str = "neural", extra_params: str = "", name: str = "e2e"):
         self.env = ros_env(tmp)
         self.env["OMP_NUM_THREADS"] = str(NODE_THREADS)
-        self.namespace = f"e2e_{os.getpid()}"
+        self.namespace = f"{name}_{os.getpid()}"
         encoder_params = tmp / "encoder.yaml"
         # start at a low rate with a static ROI; every test still sets what it relies on
         encoder_params.write_text(
             "/**:\n  ros__parameters:\n    rate: 0.3\n    roi_weight: 4.0\n"
-            "    roi:\n      static_boxes_rel: [0.0, 0.5, 1.0, 1.0]\n"
+            "    roi:\n      static_boxes_rel: [0.0, 0.5, 1.0, 1.0]\n" + extra_params
         )
         self.log_path = tmp / "launch.log"
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [console_script("roi-launch"), "roi_codec_ros", "pipeline.launch.py",
-             f"namespace:={self.namespace}", f"model_path:={MODEL}", "detector_weights:=none", "fps:=4",
-             f"width:={WIDTH}", f"height:={HEIGHT}", "overlay:=true", f"encoder_params_file:={encoder_params}"],
+             f"namespace:={self.namespace}", f"engine:={engine}", f"model_path:={MODEL}", "detector_weights:=none",
+             "fps:=4", f"width:={WIDTH}", f"height:={HEIGHT}", "overlay:=true", f"encoder_params_file:={encoder_params}"],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.probe = Probe(self.namespace)
@@ -195,9 +195,7 @@ class Pipeline:
         return self.process.returncode, took
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    p = Pipeline(tmp_path_factory.mktemp("pipeline"))
+def _running(p: Pipeline):
     try:
         p.probe.wait_for(lambda: len(p.probe.decoded) >= 2 or p.process.poll() is not None, STARTUP_TIMEOUT_S, "decoded frames")
         assert p.process.poll() is None, f"roi-launch exited early:\n{p.launch_log()}"
@@ -206,6 +204,18 @@ def pipeline(tmp_path_factory):
         raise AssertionError(f"{exc}\n--- launch log ---\n{p.launch_log()}") from exc
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    yield from _running(Pipeline(tmp_path_factory.mktemp("pipeline")))
+
+
+@pytest.fixture(scope="module")
+def x264_pipeline(tmp_path_factory):
+    # scene cuts off: the source alternates two unrelated images, each a scene cut; keyframes every 10 frames
+    yield from _running(Pipeline(tmp_path_factory.mktemp("x264"), engine="x264", name="x264",
+                                 extra_params="    classical:\n      scenecut: false\n"))
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +351,7 @@ def test_bad_frames_are_counted_and_decoder_keeps_running(pipeline, codec):
     rng = np.random.default_rng(0)
     for i in range(3):
         for fmt, data in (("rcb1", b"RCB" + rng.integers(0, 256, 2000 + i, dtype=np.uint8).tobytes()),
-                          ("rcb1", other_model), ("h264", valid)):
+                          ("rcb1", other_model), ("vp9", valid)):
             bad = message(EncodedFrame, format=fmt, source_encoding="rgb8", keyframe=True)
             bad.header.stamp.sec = 1
             bad.data = data
@@ -367,11 +377,13 @@ def test_pipeline_monitor_joins_the_live_topics(pipeline):
     monitor = PipelineMonitor(pipeline.namespace)
     try:
         deadline = time.monotonic() + WAIT_S
-        while len(monitor.records) < 2 and time.monotonic() < deadline:
+        # frames whose source image went out before the monitor's subscription matched have no PSNR (nothing to
+        # compare with): wait for two that have one
+        while len([r for r in monitor.records if r.psnr is not None]) < 2 and time.monotonic() < deadline:
             monitor.process()
             time.sleep(0.1)
-        records = monitor.records[:2]
-        assert len(records) == 2, "pipeline_monitor joined no frames"
+        records = [r for r in monitor.records if r.psnr is not None][:2]
+        assert len(records) == 2, f"pipeline_monitor joined {len(monitor.records)} frames, {len(records)} with a source"
         with pipeline.probe.lock:
             sizes = {stamp_ns(f.header): len(f.data) for f in pipeline.probe.frames}
         for r in records:
@@ -394,3 +406,75 @@ def test_launch_shutdown_is_clean(pipeline):
     assert code == 0, log
     assert log.count("process has finished cleanly") == 3, log
     assert took < 5.0, f"stopping took {took:.1f} s (roi-launch escalates to SIGTERM after 5 s)\n{log}"
+
+
+# -- the same pipeline with engine:=x264 (after the neural pipeline has stopped: one pipeline at a time) --------
+def _region_psnr(source: np.ndarray, decoded: np.ndarray) -> tuple[float, float]:
+    """PSNR inside / outside the static ROI (the lower half of the frame)."""
+    half = source.shape[0] // 2
+    return psnr(source[half:], decoded[half:]), psnr(source[:half], decoded[:half])
+
+
+def _decoded_after(probe: Probe, t_ns: int, n: int, what: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(stamp, source, decoded) of n decoded frames stamped after t_ns whose source the probe also received."""
+    def ready():
+        got = [(t, probe.sources[t], img) for t, img, _ in probe.decoded if t > t_ns and t in probe.sources]
+        return got[:n] if len(got) >= n else None
+
+    return probe.wait_for(ready, WAIT_S * 2, what)
+
+
+def test_x264_pipeline_streams_h264_with_keyframes(x264_pipeline):
+    pipe = x264_pipeline
+    probe = pipe.probe
+    pipe.set("rate", "0.8")  # CRF 21: the quality floor below holds at 192x128
+    t0 = pipe.set("keyframe_interval", "10")
+    frames = probe.wait_for(lambda: probe.frames_after(t0)[:24] if len(probe.frames_after(t0)) >= 24 else None,
+                            WAIT_S * 2, "24 EncodedFrames")
+    assert {f.format for f in frames} == {"h264"} and {f.source_encoding for f in frames} == {"rgb8"}
+    keyframes = [f for f in frames if f.keyframe]
+    assert 2 <= len(keyframes) <= 6, [(f.sequence, f.keyframe) for f in frames]  # every 10th (+ a requested one)
+    seqs = [f.sequence for f in keyframes]
+    assert all(b - a <= 10 for a, b in zip(seqs, seqs[1:]))
+    for f in frames:
+        assert annexb_keyframe(bytes(f.data)) == f.keyframe
+    for t, source, decoded in _decoded_after(probe, t0, 6, "decoded x264 frames"):
+        assert decoded.shape == source.shape == (HEIGHT, WIDTH, 3) and psnr(source, decoded) > 28.0
+    stats = probe.wait_for(lambda: probe.decoder_stats if probe.decoder_stats and probe.decoder_stats.frames_decoded > 10
+                           else None, WAIT_S, "decoder statistics")
+    assert not stats.waiting_for_keyframe and stats.frames_corrupt == 0
+    enc = probe.encoder_stats
+    assert (enc.engine, enc.format) == ("x264", "h264") and enc.frames_keyframe >= len(keyframes)
+    described = pipe.param("describe", pipe.encoder, "rate")
+    assert "CRF = 45 - 30*rate" in described.stdout, described.stdout
+
+
+def annexb_keyframe(data: bytes) -> bool:
+    from roi_codec_ros.engine import annexb
+
+    return annexb.is_keyframe(data, "h264")
+
+
+def test_x264_live_roi_weight_moves_quality_into_the_roi(x264_pipeline):
+    pipe = x264_pipeline
+    pipe.set("rate", "0.4")
+    gaps = {}
+    for weight in ("1.0", "40.0"):
+        t = pipe.set("roi_weight", weight)
+        # every source image (the source alternates two) seen at this weight: ROI PSNR minus background PSNR
+        per_image: dict[int, list[float]] = {}
+        for _, source, decoded in _decoded_after(pipe.probe, t, 8, f"decoded frames at roi_weight {weight}"):
+            roi, bg = _region_psnr(source, decoded)
+            per_image.setdefault(hash(source.tobytes()), []).append(roi - bg)
+        gaps[weight] = {k: float(np.mean(v)) for k, v in per_image.items()}
+    common = set(gaps["1.0"]) & set(gaps["40.0"])
+    assert common, gaps
+    for key in common:  # the ROI gains on the background for every image: the expected direction
+        assert gaps["40.0"][key] - gaps["1.0"][key] > 2.0, gaps
+    stats = [pipe.probe.frame_stats[s] for s in sorted(pipe.probe.frame_stats)][-2:]
+    assert all(s.roi_weight == pytest.approx(40.0) for s in stats)
+
+
+def test_x264_pipeline_shutdown_is_clean(x264_pipeline):
+    code, took = x264_pipeline.stop()
+    assert code == 0 and took < 5.0, x264_pipeline.launch_log()

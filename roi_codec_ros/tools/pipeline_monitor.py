@@ -1,7 +1,7 @@
 """Watch (or start and watch) the ROS pipeline: per decoded frame, bytes, bpp, PSNR and latency.
 
     python -m roi_codec_ros.tools.pipeline_monitor [--namespace NS] [--frames N]      # watch a running pipeline
-    python -m roi_codec_ros.tools.pipeline_monitor --launch [--model random] [--input bundled] [--frames N]
+    python -m roi_codec_ros.tools.pipeline_monitor --launch [--engine x264] [--model random] [--input bundled] [--frames N]
                                                    # start launch/pipeline.launch.py with roi-launch, watch, stop
 
 For each frame that comes back decoded (``image``) it joins, by header stamp, the source image (``image_raw``),
@@ -53,6 +53,10 @@ class FrameRecord:
     encoder_wait_ms: float  # encoder: receive -> worker start (latest-frame-wins waiting)
     encoder_total_ms: float  # encoder: receive -> published (everything inside the encoder node)
     decoder_total_ms: float  # decoder: receive -> published (everything inside the decoder node)
+    keyframe: bool = True
+    format: str = ""
+    encoder_received: int = 0  # the encoder's counters when it published this frame (encoded share of a window)
+    encoder_encoded: int = 0
 
     @property
     def bpp(self) -> float:
@@ -190,7 +194,8 @@ class PipelineMonitor:
                 roi_weight=enc.roi_weight, psnr=psnr, psnr_roi=psnr_roi, psnr_background=psnr_bg,
                 end_to_end_ms=(received - stamp) / 1e6, detector_ms=enc.detector_ms, encode_ms=enc.encode_ms,
                 decode_ms=dec.decode_ms, encoder_wait_ms=enc.queue_ms, encoder_total_ms=enc.total_ms,
-                decoder_total_ms=dec.total_ms,
+                decoder_total_ms=dec.total_ms, keyframe=bool(frame.keyframe), format=frame.format,
+                encoder_received=int(enc.frames_received), encoder_encoded=int(enc.frames_encoded),
             )
             new.append(record)
         with self.lock:
@@ -214,7 +219,7 @@ def format_record(i: int, r: FrameRecord) -> str:
     if r.psnr is not None:
         quality = f"  PSNR {_fmt_db(r.psnr)} dB (ROI {_fmt_db(r.psnr_roi)} / other {_fmt_db(r.psnr_background)})"
     return (
-        f"frame {i:4d}  {r.width}x{r.height}  {r.num_bytes:7d} B  {r.bpp:6.3f} bpp{quality}  "
+        f"frame {i:4d} {r.format or '?':>4}{'*' if r.keyframe else ' '} {r.width}x{r.height}  {r.num_bytes:7d} B  {r.bpp:6.3f} bpp{quality}  "
         f"latency {r.end_to_end_ms:7.1f} ms = codec {r.codec_ms:6.1f} + overhead {r.overhead_ms:6.1f}"
     )
 
@@ -233,9 +238,16 @@ def summarize(records: list[FrameRecord], monitor: PipelineMonitor | None = None
     if not records:
         return "no decoded frames"
     span_s = (records[-1].stamp_ns - records[0].stamp_ns) / 1e9
-    lines = [f"{len(records)} frames, {records[0].width}x{records[0].height}, rate {records[-1].rate:.3f}, roi_weight {records[-1].roi_weight:g}"]
+    lines = [f"{len(records)} frames, {records[0].width}x{records[0].height}, format {records[-1].format or '?'}, "
+             f"rate {records[-1].rate:.3f}, roi_weight {records[-1].roi_weight:g}"]
     size = np.array([r.num_bytes for r in records], float)
-    lines.append(f"  {'size':<28}mean {size.mean():.0f} B, {np.mean([r.bpp for r in records]):.3f} bpp")
+    keyframes = sum(r.keyframe for r in records)
+    lines.append(f"  {'size':<28}mean {size.mean():.0f} B, {np.mean([r.bpp for r in records]):.3f} bpp, {keyframes} keyframes")
+    received = records[-1].encoder_received - records[0].encoder_received
+    if received > 0:
+        encoded = records[-1].encoder_encoded - records[0].encoder_encoded
+        lines.append(f"  {'encoded / received':<28}{encoded} / {received} = {100.0 * encoded / received:.1f} % "
+                     f"(encoder counters between the first and the last frame)")
     if span_s > 0 and len(records) > 1:
         lines.append(f"  {'bitrate':<28}{8 * size[1:].sum() / span_s / 1000:.1f} kbit/s at {(len(records) - 1) / span_s:.2f} decoded frames/s")
     psnrs = [r.psnr for r in records if r.psnr is not None and np.isfinite(r.psnr)]
@@ -249,11 +261,14 @@ def summarize(records: list[FrameRecord], monitor: PipelineMonitor | None = None
         lines.append(f"  {name:<28}median {np.median(v):7.1f} ms, mean {v.mean():7.1f} ms, p90 {np.percentile(v, 90):7.1f} ms")
     if monitor is not None and monitor.last_encoder_stats is not None:
         s = monitor.last_encoder_stats
-        lines.append(f"  {'encoder':<28}received {s.frames_received}, encoded {s.frames_encoded}, dropped {s.frames_dropped}, failed {s.frames_failed}")
+        lines.append(f"  {'encoder':<28}engine {s.engine or '?'}: received {s.frames_received}, encoded {s.frames_encoded}, "
+                     f"dropped {s.frames_dropped}, failed {s.frames_failed}, keyframes {s.frames_keyframe}, "
+                     f"keyframe requests {s.keyframe_requests}")
     if monitor is not None and monitor.last_decoder_stats is not None:
         s = monitor.last_decoder_stats
         lines.append(f"  {'decoder':<28}decoded {s.frames_decoded}, dropped {s.frames_dropped}, corrupt {s.frames_corrupt}, "
-                     f"foreign {s.frames_foreign}, unsupported {s.frames_unsupported}")
+                     f"foreign {s.frames_foreign}, unsupported {s.frames_unsupported}, lost {s.frames_lost}, "
+                     f"no reference {s.frames_no_reference}")
     return "\n".join(lines)
 
 
@@ -296,8 +311,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"note: ${WEIGHTS_ENV} is not set and no --detector given: encoding without a detector "
                       "(zero features, no ROI boxes)", flush=True)
                 args.detector = "none"
-        launch_args = [f"model_path:={args.model}", f"detector_weights:={args.detector}", f"input:={args.input}",
-                       f"fps:={args.fps}", f"width:={args.width}", f"height:={args.height}"]
+        launch_args = [f"engine:={args.engine}", f"model_path:={args.model}", f"detector_weights:={args.detector}",
+                       f"input:={args.input}", f"fps:={args.fps}", f"width:={args.width}", f"height:={args.height}"]
         proc = start_pipeline(namespace, launch_args + list(args.launch_arg), log_path)
     monitor = PipelineMonitor(namespace, with_psnr=not args.no_psnr)
     deadline = time.monotonic() + args.timeout
@@ -332,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-psnr", action="store_true", help="do not subscribe to the source images (no PSNR)")
     parser.add_argument("--quiet", action="store_true", help="only the summary")
     parser.add_argument("--launch", action="store_true", help="start launch/pipeline.launch.py with roi-launch first")
+    parser.add_argument("--engine", default="neural", help="with --launch: encoder engine (neural, x264, x265, ...)")
     parser.add_argument("--model", default="default", help="with --launch: codec model ('default', 'random' or a file)")
     parser.add_argument("--detector", default="default",
                         help="with --launch: detector weights ('default' = $ROI_CODEC_DETECTOR_WEIGHTS, 'none', a .pt)")
