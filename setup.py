@@ -13,7 +13,7 @@ setup(
     description="ROI-aware learned image codec for teleoperated driving, with ROS 2 nodes",
     license="BSD-3-Clause",
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
-    package_data={PACKAGE: ["models/*.pt", "models/*.json", "configs/*.yaml"]},
+    package_data={PACKAGE: ["models/*.pt", "models/*.json", "configs/*.yaml", "data/*.json"]},
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
