@@ -156,6 +156,12 @@ def test_weight_average_is_validated_exported_and_resumed(tmp_path):
     if step == 4:  # the candidate of the last validation is the average of the checkpoint
         name = differ[0]
         assert torch.allclose(exported[name].float(), ema[name].float())
+    # `roi-codec train --export` of the checkpoint exports the average too (fp32 storage: compared exactly)
+    from roi_codec_ros.cli.train import main as train_cli
+
+    assert train_cli(["train", "--export", str(tmp_path / "run" / "last.pt"), str(tmp_path / "exported.pt"), "--fp32"]) == 0
+    by_cli = RoiCodec.load(tmp_path / "exported.pt").model.state_dict()
+    assert all(torch.equal(by_cli[n].float(), ema[n].float()) for n in differ)
     # resuming keeps the average (not restarted from the weights)
     resumed = Run(TrainConfig.from_dict({**cfg.to_dict(), "stop_after": 5}), 0, 1)
     resumed.resume_or_init()

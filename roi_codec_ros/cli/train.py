@@ -58,7 +58,9 @@ def _export(checkpoint: str, out: str, fp16: bool) -> int:
         raise ValueError(f"{checkpoint} is not a training checkpoint (expected the last.pt of a `roi-codec train` run)")
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.model_config)
-    model.load_state_dict(state["model"])
+    # the weight average when the run keeps one: what its validation scored and its candidates export
+    weights = "ema" if state.get("ema") is not None else "model"
+    model.load_state_dict(state[weights])
     export_trained(model, cfg, out, state["step"], fp16=fp16)
-    print(f"exported {out} (step {state['step']})")
+    print(f"exported {out} (step {state['step']}, {'weight average' if weights == 'ema' else 'weights'})")
     return 0
