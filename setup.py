@@ -9,7 +9,7 @@ PACKAGE = "roi_codec_ros"
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version="0.2.0",
     description="ROI-aware learned image codec for teleoperated driving, with ROS 2 nodes",
     license="BSD-3-Clause",
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
@@ -21,6 +21,7 @@ setup(
             "encoder_node = roi_codec_ros.nodes.encoder_node:main",
             "decoder_node = roi_codec_ros.nodes.decoder_node:main",
             "frame_source = roi_codec_ros.nodes.source_node:main",
+            "budget_node = roi_codec_ros.nodes.budget_node:main",
         ]
     },
 )

@@ -11,11 +11,13 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from roi_codec_ros.nodes import decoder_node, encoder_node, source_node
+from roi_codec_ros.nodes import budget_node, decoder_node, encoder_node, source_node
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = {"encoder_node": encoder_node.PARAMETERS, "decoder_node": decoder_node.PARAMETERS, "frame_source": source_node.PARAMETERS}
-CONFIGS = {"encoder.yaml": "encoder_node", "decoder.yaml": "decoder_node", "source.yaml": "frame_source"}
+TABLES = {"encoder_node": encoder_node.PARAMETERS, "decoder_node": decoder_node.PARAMETERS, "frame_source": source_node.PARAMETERS,
+          "budget_node": budget_node.PARAMETERS}
+CONFIGS = {"encoder.yaml": "encoder_node", "decoder.yaml": "decoder_node", "source.yaml": "frame_source",
+           "budget.yaml": "budget_node"}
 
 
 def _defaults(executable: str) -> dict:

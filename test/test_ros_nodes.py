@@ -184,7 +184,8 @@ def decoder(graph, namespace: str, **values):
 # ------------------------------------------------------------------------------------------ params files
 @pytest.mark.parametrize("config, module, name", [("encoder.yaml", "encoder_node", "EncoderNode"),
                                                   ("decoder.yaml", "decoder_node", "DecoderNode"),
-                                                  ("source.yaml", "source_node", "SourceNode")])
+                                                  ("source.yaml", "source_node", "SourceNode"),
+                                                  ("budget.yaml", "budget_node", "BudgetNode")])
 def test_shipped_params_files_load_into_the_nodes(config, module, name):
     """rcl's YAML parser (not PyYAML) reads each config file; the node then holds exactly its declared defaults
     (`static_boxes: none` arrives as the string 'none', no unknown-parameter warning)."""

@@ -2,10 +2,13 @@
 
     RGB frame --DetectorAdapter (once: features + detections; skipped with detector 'none')
               --detector.roi_mask.select_roi (classes, confidence, margin, static boxes) --> ROI boxes and mask
+              --RateController.plan (target_kbps > 0: rate / ROI weight / skip for this frame; 0: `rate` as set)
               --StreamEncoder.encode(image, roi_mask, boxes, features, rate, roi_weight) --> EncodeResult
                 (engine 'neural': RoiCodec, every frame a keyframe; 'x264'/'x265'/...: roi_codec_ros.engine)
+              --RateController.update (the coded size)
 
-The ROI rule itself lives in the detector package (``select_roi``), used here as is.  ``EncoderSettings`` holds
+The ROI rule itself lives in the detector package (``select_roi``), used here as is; the rate controller is
+``roi_codec_ros.rate_control`` (the one implementation; the CLI's ``encode-stream`` runs this same class).  ``EncoderSettings`` holds
 every live knob; a node builds a new one from its parameters, ``check`` rejects it with a reason, and the worker
 reads the current object once per frame (so a change applies to the next frame).
 """
@@ -22,7 +25,8 @@ from roi_codec_ros.codec import RoiCodec
 from roi_codec_ros.detector import WEIGHTS_ENV, DetectorAdapter, DetectorWeightsError, Detections, RoiMaskConfig, unknown_classes
 from roi_codec_ros.detector.roi_mask import select_roi
 from roi_codec_ros.engine import CodedFrame, Engine, check_keyframe_interval
-from roi_codec_ros.engine.neural import NeuralEngine
+from roi_codec_ros.engine.neural import NeuralEngine, NeuralStreamEncoder
+from roi_codec_ros.rate_control import Decision, RateController, RateControllerConfig, check_kbps
 
 # detector 'weights' values that are not paths
 DETECTOR_DEFAULT = "default"  # $ROI_CODEC_DETECTOR_WEIGHTS (a deployment setting); an error when it is not set
@@ -30,6 +34,53 @@ DETECTOR_NONE = "none"  # no detector: static boxes only, zero-filled features
 DETECTOR_RANDOM = "random"  # untrained yolov8n (tests only: features of the right shape, meaningless boxes)
 STATIC_CLASS_ID = -1  # class id of static (configured) boxes, as roi_codec_ros/RoiBox.STATIC_CLASS_ID
 STATIC_CLASS_NAME = "static"
+
+
+ROI_WEIGHT_LIMIT_ENGINE = 0.0  # rate_control.roi_weight_limit: the engine's highest ROI weight
+ROI_WEIGHT_LIMIT_NEVER = -1.0  # rate_control.roi_weight_limit: never move the ROI weight (skip instead)
+
+
+@dataclass(frozen=True)
+class RateControlSettings:
+    """The live rate-control knobs (``target_kbps``, ``rate_control.*`` parameters); see docs/rate_control.md."""
+
+    target_kbps: float = 0.0  # 0 = off: the frame is coded at `rate`
+    buffer_ms: float = 500.0  # leaky bucket as link time
+    max_frame_bytes: int = 0  # hard cap per frame (0 = none)
+    horizon_s: float = 0.5  # the buffer error is repaid over this time
+    roi_weight_limit: float = ROI_WEIGHT_LIMIT_ENGINE  # 0 = the engine's highest weight, -1 = never move it
+
+    def limit_for(self, engine: Engine) -> float | None:
+        if self.roi_weight_limit == ROI_WEIGHT_LIMIT_NEVER:
+            return None
+        if self.roi_weight_limit == ROI_WEIGHT_LIMIT_ENGINE:
+            return float(engine.roi_weight_range[1])
+        return float(self.roi_weight_limit)
+
+    def config(self, engine: Engine, fps_hint: float = 10.0) -> RateControllerConfig:
+        """The controller config for this engine (ValueError with the field and why for bad values)."""
+        return RateControllerConfig(target_kbps=check_kbps(self.target_kbps, "target_kbps", allow_zero=True),
+                                    fps_hint=fps_hint, buffer_ms=self.buffer_ms, max_frame_bytes=self.max_frame_bytes,
+                                    rate_range=tuple(engine.rate_range), roi_weight_limit=self.limit_for(engine),
+                                    horizon_s=self.horizon_s)
+
+    def check(self, engine: Engine) -> None:
+        lo, hi = engine.roi_weight_range
+        if self.roi_weight_limit not in (ROI_WEIGHT_LIMIT_ENGINE, ROI_WEIGHT_LIMIT_NEVER) and not (
+                lo <= self.roi_weight_limit <= hi):
+            raise ValueError(f"rate_control.roi_weight_limit must be 0 (the engine's {hi:g}), -1 (never) or in "
+                             f"[{lo:g}, {hi:g}], got {self.roi_weight_limit}")
+        self.config(engine)
+
+    def changes(self, engine: Engine, other: "RateControlSettings") -> dict:
+        """``RateController.reconfigure`` arguments that turn ``other`` into these settings."""
+        out = {}
+        for name in ("target_kbps", "buffer_ms", "max_frame_bytes", "horizon_s"):
+            if getattr(self, name) != getattr(other, name):
+                out[name] = getattr(self, name)
+        if self.limit_for(engine) != other.limit_for(engine):
+            out["roi_weight_limit"] = self.limit_for(engine)
+        return out
 
 
 @dataclass(frozen=True)
@@ -44,6 +95,7 @@ class EncoderSettings:
     statistics_window_s: float = 2.0
     keyframe_interval: int = 10  # frames; 0 = keyframes only at the start and on request
     keyframe_request_min_interval_s: float = 0.25  # at most one requested keyframe per this many seconds
+    rate_control: RateControlSettings = field(default_factory=RateControlSettings)
 
     def check(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None) -> None:
         """Raise ValueError with a reason when these settings cannot be used with this engine/detector."""
@@ -55,6 +107,7 @@ class EncoderSettings:
             raise ValueError(f"max_rate must be >= 0 Hz (0 = no limit), got {self.max_rate}")
         if not self.statistics_window_s > 0.0:
             raise ValueError(f"statistics_window_s must be > 0, got {self.statistics_window_s}")
+        self.rate_control.check(as_engine(engine))
         if detector is not None:
             unknown = unknown_classes(detector.names, self.roi.classes)
             if unknown:
@@ -82,15 +135,35 @@ def as_engine(engine: Engine | RoiCodec) -> Engine:
     return NeuralEngine(engine) if isinstance(engine, RoiCodec) else engine
 
 
+def rd_slope(frame: CodedFrame) -> float:
+    """The distortion drop per bit the frame was coded at, per pixel (what the budget's ``rd_slope`` content mode
+    equalises; comparable between cameras of one engine).  Neural: the loss's beta / (h*w); x264/x265: H.264's
+    mode lambda 0.85 * 2^((QP - 12) / 3) at the frame's CRF / (h*w); 0 when unknown."""
+    pixels = frame.height * frame.width
+    beta = frame.params.get("beta")
+    if beta is not None:
+        return float(beta) / pixels
+    crf = frame.params.get("crf")
+    if crf is not None:
+        return 0.85 * 2.0 ** ((float(crf) + float(frame.params.get("frame_qp_offset") or 0.0) - 12.0) / 3.0) / pixels
+    return 0.0
+
+
 @dataclass
 class EncodeResult:
-    frame: CodedFrame  # data, format, keyframe, rate, roi_weight, bpp, timings_ms
+    frame: CodedFrame | None  # data, format, keyframe, rate, roi_weight, bpp, timings_ms; None = skipped by rate control
     boxes: list[RoiBoxInfo]  # every box that shaped the ROI mask (selected detections grown by the margin, static)
     detections: Detections | None  # everything the detector returned (None without a detector)
     roi_coverage: float  # fraction of pixels inside the ROI mask (mean of the mask)
     detector_ms: float
     encode_ms: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    decision: Decision | None = None  # the rate controller's plan for this frame (rate, roi_weight, reason, ...)
+    rd_slope: float = 0.0  # rd_slope(frame); 0 for a skipped frame
+
+    @property
+    def skipped(self) -> bool:
+        return self.frame is None
 
 
 def detector_weights_path(weights: str) -> str:
@@ -141,7 +214,7 @@ class FrameEncoder:
     """Engine stream + optional detector; ``encode`` runs the detector once and the engine once per frame."""
 
     def __init__(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None = None, keyframe_interval: int = 10,
-                 fps: float = 10.0):
+                 fps: float = 10.0, rate_control: RateControlSettings | None = None):
         self.engine = as_engine(engine)
         if detector is not None and self.engine.uses_features:
             want = tuple(self.engine.codec.config.feature_channels)
@@ -153,13 +226,40 @@ class FrameEncoder:
                 )
         self.detector = detector
         self.stream = self.engine.stream_encoder(keyframe_interval=keyframe_interval, fps=fps)
+        # one controller per stream, off (target 0) unless asked: it keeps learning bytes vs rate either way
+        self._rc_settings = rate_control or RateControlSettings()
+        self.rate_controller = RateController(self._rc_settings.config(self.engine, fps_hint=fps))
+        self._rc_keyint: int | None = None
+        self._last_now_s: float | None = None
+        self.rate_control_state: dict = self.rate_controller.state()  # after the last frame (for statistics)
 
     @property
-    def codec(self) -> RoiCodec | None:
-        """The neural engine's RoiCodec (None for other engines)."""
-        return getattr(self.engine, "codec", None)
+    def intra_only(self) -> bool:
+        return isinstance(self.stream, NeuralStreamEncoder)
 
-    def encode(self, image: np.ndarray, settings: EncoderSettings) -> EncodeResult:
+    def apply_rate_control(self, settings: EncoderSettings) -> None:
+        """target_kbps / rate_control.* / keyframe_interval into the controller (``encode`` calls it every frame,
+        so a live change applies to the next frame); ValueError for values the controller refuses."""
+        changes = settings.rate_control.changes(self.engine, self._rc_settings)
+        keyint = None if self.intra_only or settings.keyframe_interval <= 0 else int(settings.keyframe_interval)
+        if changes:
+            self.rate_controller.reconfigure(**changes)
+            self._rc_settings = settings.rate_control
+        if keyint != self._rc_keyint:
+            self.rate_controller.set_keyframe_interval(keyint)
+            self._rc_keyint = keyint
+        if changes and self.rate_controller.counters["frames"] == 0:
+            self.rate_control_state = self.rate_controller.state()
+
+    def encode(self, image: np.ndarray, settings: EncoderSettings, now_s: float | None = None) -> EncodeResult:
+        """Detector, rate controller, engine.  ``now_s``: the frame's time in seconds for the controller's
+        leaky bucket (the node: when it received the frame; the CLI: the frame's time in the video); a time
+        before the previous frame's is taken as the previous one.  A frame the controller skips (its last resort)
+        comes back with ``frame=None``."""
+        now_s = time.monotonic() if now_s is None else float(now_s)
+        if self._last_now_s is not None and now_s < self._last_now_s:
+            now_s = self._last_now_s
+        self._last_now_s = now_s
         h, w = image.shape[:2]
         features, detections, detector_ms = None, None, 0.0
         if self.detector is not None:
@@ -168,17 +268,31 @@ class FrameEncoder:
         boxes, mask = roi_box_infos(detections, (h, w), settings.roi)
         if settings.keyframe_interval != self.stream.keyframe_interval:
             self.stream.set_keyframe_interval(settings.keyframe_interval)
+        self.apply_rate_control(settings)
+        coverage = float(np.clip(mask.mean(), 0.0, 1.0)) if mask is not None else 0.0
+        rc = self.rate_controller
+        frame_type = "I" if self.stream.next_is_keyframe else "P"
+        decision = rc.plan(h * w, coverage, frame_type, now_s, roi_weight=settings.roi_weight, manual_rate=settings.rate)
+        if decision.skip:
+            rc.update(decision, 0)
+            self.rate_control_state = rc.state()
+            return EncodeResult(frame=None, boxes=boxes, detections=detections, roi_coverage=coverage,
+                                detector_ms=float(detector_ms), encode_ms=0.0, decision=decision)
         box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
         start = time.perf_counter()
         frame = self.stream.encode(image, roi_mask=mask, boxes=box_array, features=features if self.engine.uses_features else None,
-                                   rate=settings.rate, roi_weight=settings.roi_weight)
+                                   rate=decision.rate, roi_weight=decision.roi_weight)
         encode_ms = (time.perf_counter() - start) * 1e3
+        rc.update(decision, len(frame.data), frame_type="I" if frame.keyframe else "P")
+        self.rate_control_state = rc.state()
         return EncodeResult(
             frame=frame,
             boxes=boxes,
             detections=detections,
-            roi_coverage=float(mask.mean()) if mask is not None else 0.0,
+            roi_coverage=coverage,
             detector_ms=float(detector_ms),
             encode_ms=encode_ms,
             timings_ms=dict(frame.timings_ms),
+            decision=decision,
+            rd_slope=rd_slope(frame),
         )

@@ -32,7 +32,16 @@ from roi_codec_ros.msg import Detections as DetectionsMsg
 from roi_codec_ros.msg import EncodedFrame as EncodedFrameMsg
 from roi_codec_ros.msg import EncoderStatistics, KeyframeRequest, RoiBox
 
-from .encoder_core import DETECTOR_DEFAULT, DETECTOR_NONE, DETECTOR_RANDOM, EncoderSettings, EncodeResult, FrameEncoder, load_detector
+from .encoder_core import (
+    DETECTOR_DEFAULT,
+    DETECTOR_NONE,
+    DETECTOR_RANDOM,
+    EncoderSettings,
+    EncodeResult,
+    FrameEncoder,
+    RateControlSettings,
+    load_detector,
+)
 from .images import image_to_rgb
 from .ros_params import (
     KEYFRAME_REQUEST_QOS,
@@ -85,6 +94,19 @@ PARAMETERS = (
     # -- rate and ROI (live); descriptions completed with the engine's mapping at start --
     Param("rate", 0.5, RATE_DESCRIPTION, range=(0.0, 1.0)),
     Param("roi_weight", 8.0, f"{ROI_WEIGHT_DESCRIPTION} (checked against the engine's own range)", range=(1.0, 60.0)),
+    # -- closed-loop rate control (live; roi_codec_ros.rate_control, docs/rate_control.md) --
+    Param("target_kbps", 0.0, "bitrate target in kbit/s: the rate controller picks `rate` per frame (and, as a last "
+          "resort, moves the ROI weight toward rate_control.roi_weight_limit, then skips frames); 0 = off, frames "
+          "are coded at `rate`. The budget node sets it when several cameras share a link", range=(0.0, 1.0e6)),
+    Param("rate_control.buffer_ms", 500.0, "leaky-bucket size in link time: bounds how far a 1-s window can "
+          "overshoot the target and how large a keyframe may be", range=(1.0, 60000.0)),
+    Param("rate_control.max_frame_bytes", 0, "hard cap on one coded frame in bytes, e.g. a transport's message "
+          "limit (0 = none)", range=(0, 1_000_000_000)),
+    Param("rate_control.horizon_s", 0.5, "the buffer error is repaid over this many seconds (shorter = tighter "
+          "windows, more rate flicker)", range=(0.05, 60.0)),
+    Param("rate_control.roi_weight_limit", 0.0, "ROI weight the controller may move to when even the lowest rate "
+          "is too big, before it skips frames: 0 = the engine's highest weight (fewer bytes, ROI kept), -1 = never "
+          "move it", range=(-1.0, 1000.0)),
     # -- keyframes (live) --
     Param("keyframe_interval", 10, "a keyframe every this many frames (0 = only the first and requested ones); "
           "intra-only engines (neural today) code every frame as a keyframe", range=(0, 100000)),
@@ -139,6 +161,13 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
         statistics_window_s=values["statistics_window_s"],
         keyframe_interval=values["keyframe_interval"],
         keyframe_request_min_interval_s=values["keyframe_request_min_interval_s"],
+        rate_control=RateControlSettings(
+            target_kbps=values["target_kbps"],
+            buffer_ms=values["rate_control.buffer_ms"],
+            max_frame_bytes=values["rate_control.max_frame_bytes"],
+            horizon_s=values["rate_control.horizon_s"],
+            roi_weight_limit=values["rate_control.roi_weight_limit"],
+        ),
     )
 
 
@@ -156,6 +185,20 @@ def knob_descriptions(engine: Engine) -> dict[str, str]:
     return {
         "rate": f"{RATE_DESCRIPTION}. {engine.rate_mapping}",
         "roi_weight": f"{ROI_WEIGHT_DESCRIPTION}, in [{lo:g}, {hi:g}] for this engine. {engine.roi_weight_mapping}",
+    }
+
+
+def rate_control_fields(state: dict) -> dict:
+    """EncoderStatistics fields from ``RateController.state()`` (what the budget node and a UI read)."""
+    return {
+        "target_kbps": float(state.get("target_kbps", 0.0)),
+        "rc_reason": str(state.get("last_reason", "")),
+        "frames_skipped_rate_control": int(state.get("skipped", 0)),
+        "rc_roi_weight_changed": int(state.get("roi_weight_changed", 0)),
+        "rc_buffer_fullness": float(state.get("buffer_fullness", 0.0)),
+        "rc_buffer_delay_ms": float(state.get("buffer_delay_ms", 0.0)),
+        "kbps_at_rate_min": float(state.get("kbps_at_rate_min", 0.0)),
+        "kbps_at_rate_max": float(state.get("kbps_at_rate_max", 0.0)),
     }
 
 
@@ -181,6 +224,7 @@ class EncoderNode(Node):
             self.settings = self._validated(v)
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from exc
+        self.core.apply_rate_control(self.settings)  # start-up target and rate_control.* in force before frame 1
 
         self.input_topic = self.resolve_topic_name(INPUT_TOPIC)
         self.output_topic = f"{self.input_topic.rstrip('/')}/{TRANSPORT}"
@@ -296,9 +340,11 @@ class EncoderNode(Node):
         converted = time.perf_counter()
         settings = self.settings
         requests = self._serve_keyframe_requests(settings)
-        result = self.core.encode(image, settings)
+        result = self.core.encode(image, settings, now_s=received)  # the bucket drains in link (receive) time
         if self.worker.stopping:
             return  # shutting down: do not publish into a node being destroyed
+        if result.skipped:
+            return  # the rate controller's last resort: nothing to send (counted in its state, ~/statistics)
         frame = result.frame
         if frame.keyframe:
             self._requests_served, self._last_keyframe = requests, time.monotonic()
@@ -338,6 +384,7 @@ class EncoderNode(Node):
             encode_ms=result.encode_ms,
             publish_ms=(done - publish_start) * 1e3,
             total_ms=(done - received) * 1e3,
+            rd_slope=result.rd_slope,
         ).items():
             setattr(stats, name, value)
         self.statistics_pub.publish(stats)
@@ -358,6 +405,7 @@ class EncoderNode(Node):
             window_s=self._window.window_s,
             fps=self._window.fps(),
             bitrate_kbps=self._window.bitrate_kbps(),
+            **rate_control_fields(self.core.rate_control_state),
         )
 
     def _publish_periodic_statistics(self) -> None:

@@ -10,7 +10,7 @@ with an ``IncludeLaunchDescription``, what ``ros2 launch`` does).  Otherwise sma
 beside this file, put on ``sys.path`` only inside this process) evaluate ``generate_launch_description()`` with
 launch's semantics for this subset: ``LaunchDescription``, ``DeclareLaunchArgument`` (default, description,
 choices), ``LaunchConfiguration``, ``TextSubstitution``, ``PathJoinSubstitution``, ``EnvironmentVariable``,
-``IfCondition``/``UnlessCondition``, ``LogInfo``, ``launch_ros.actions.Node`` (package/executable from
+``IfCondition``/``UnlessCondition``, ``LogInfo``, ``OpaqueFunction``, ``launch_ros.actions.Node`` (package/executable from
 ``<prefix>/lib/<package>``, name, namespace, parameters as files or dicts, remappings, arguments, ros_arguments)
 and ``FindPackageShare``/``FindPackagePrefix``.  Anything else fails with ``NotImplementedError``.  Each node
 runs as a subprocess with its output prefixed ``[executable-N]``; Ctrl-C/SIGTERM sends SIGINT to every node,
@@ -166,7 +166,7 @@ def run_with_real_launch(path: Path, arguments: dict[str, str], show_args: bool)
 def plan_processes(description, arguments: dict[str, str]) -> list:
     """Execute the description's actions in order; returns the ProcessSpecs of the nodes to start."""
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument, LogInfo
+    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch_ros.actions import Node
 
     context = LaunchContext(arguments)
@@ -174,14 +174,20 @@ def plan_processes(description, arguments: dict[str, str]) -> list:
     for name in sorted(set(arguments) - declared):
         log(f"argument '{name}' is not declared by the launch file (kept as a launch configuration)", "WARNING")
     specs = []
-    for entity in description.entities:
-        if not isinstance(entity, (DeclareLaunchArgument, LogInfo, Node)):
-            raise NotImplementedError(f"{type(entity).__name__} is not supported by roi-launch's shim")
-        if not entity.enabled(context):
-            continue
-        result = entity.execute(context)
-        if result is not None:
-            specs.append(result)
+
+    def execute(entities) -> None:
+        for entity in entities:
+            if not isinstance(entity, (DeclareLaunchArgument, LogInfo, Node, OpaqueFunction)):
+                raise NotImplementedError(f"{type(entity).__name__} is not supported by roi-launch's shim")
+            if not entity.enabled(context):
+                continue
+            result = entity.execute(context)
+            if isinstance(entity, OpaqueFunction):
+                execute(result)  # the actions it returned run next, in order (as launch does)
+            elif result is not None:
+                specs.append(result)
+
+    execute(description.entities)
     return specs
 
 

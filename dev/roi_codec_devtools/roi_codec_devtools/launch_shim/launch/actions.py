@@ -1,4 +1,4 @@
-"""Shim of launch.actions: DeclareLaunchArgument, LogInfo."""
+"""Shim of launch.actions: DeclareLaunchArgument, LogInfo, OpaqueFunction."""
 from __future__ import annotations
 
 from .core import Action, LaunchContext, SubstitutionFailure, normalize_to_list_of_substitutions, perform_substitutions
@@ -31,3 +31,17 @@ class LogInfo(Action):
 
     def execute(self, context: LaunchContext) -> None:
         print(f"[INFO] [launch.user]: {perform_substitutions(context, self.msg)}", flush=True)
+
+
+class OpaqueFunction(Action):
+    """As launch.actions.OpaqueFunction: ``function(context, *args, **kwargs)`` runs when the action is executed and
+    returns the actions to execute next (or None); e.g. one Node per item of a list argument."""
+
+    def __init__(self, *, function, args=None, kwargs=None, **kw):
+        super().__init__(**kw)
+        if not callable(function):
+            raise TypeError(f"OpaqueFunction needs a callable, got {function!r}")
+        self.function, self.args, self.kwargs = function, list(args or []), dict(kwargs or {})
+
+    def execute(self, context: LaunchContext):
+        return list(self.function(context, *self.args, **self.kwargs) or [])
