@@ -33,10 +33,9 @@ from roi_codec_ros.rate_control import (  # noqa: E402
     RateController,
     TargetSchedule,
     tracking_summary,
-    window_bitrates,
 )
-from roi_codec_ros.rate_control.meter import trailing_bitrates  # noqa: E402
 from roi_codec_ros.rate_control.model import BitsModel  # noqa: E402
+from roi_codec_ros.rate_control.report import plot_records as plot_tracking  # noqa: E402
 from roi_codec_ros.rate_control.simulate import SimulatedCodec, SimulatedScene  # noqa: E402
 
 SHARED = Path("/work/shared/data/video")
@@ -243,40 +242,12 @@ def roi_priority(high: Run, step: Run, from_s: float) -> dict:
 
 
 def plot_records(records: dict[str, list[dict]], path: Path, title: str) -> None:
-    """Achieved (trailing 1-s window, and aligned windows as dots) vs target: constant targets on the left,
-    the step run on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Achieved vs target (roi_codec_ros.rate_control.report.plot_records): constant targets on the left, the step
+    run on the right."""
     names = list(records)
     step_names = [n for n in names if n.startswith("step")]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90, sharey=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, group in ((axes[0], [n for n in names if n not in step_names]), (axes[1], step_names)):
-        for i, name in enumerate(group):
-            rec = records[name]
-            t = np.array([r["t"] for r in rec])
-            b = np.array([r["bytes"] for r in rec])
-            target = np.array([r["target"] for r in rec])
-            c = colours[(i + (3 if ax is axes[1] else 0)) % len(colours)]
-            ax.plot(t, trailing_bitrates(t, b), color=c, lw=1.2, label=f"{name}")
-            ax.step(t, target, where="post", color=c, lw=0.9, ls="--")
-            starts, kbps = window_bitrates(t, b)
-            ax.plot(starts + 0.5, kbps, "o", color=c, ms=3)
-            ax.fill_between(t, 0.85 * target, 1.15 * target, step="post", color=c, alpha=0.08)
-        ax.set_xlabel("time (s)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    axes[0].set_ylabel("kbps")
-    axes[0].set_title("constant targets", fontsize=8)
-    axes[1].set_title("2x-down step", fontsize=8)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    plot_tracking(records, path, title, panels=[("constant targets", [n for n in names if n not in step_names]),
+                                                ("2x-down step", step_names)])
 
 
 def build_runs(args, lo: float, hi: float, step_at: float, keyframe_interval=None) -> tuple[list[Run], dict]:

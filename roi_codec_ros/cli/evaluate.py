@@ -18,6 +18,7 @@ Codec specs (``--codec``, repeatable; default ``baselines``):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import shlex
@@ -236,7 +237,7 @@ def _check_detector_match(codecs, detector, strict: bool = False) -> None:
             logging.warning("%s: %s (--strict-detector makes this an error)", codec.info.get("path", "our codec"), problem)
 
 
-def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, on_result=None) -> int:
+def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, on_result=None, on_records=None) -> int:
     codecs = build_codecs(args.codec or ["baselines"], args.rates, args.roi_weights, device=args.device)
     _check_detector_match(codecs, detector, args.strict_detector)
     roi_config = _roi_config(args) if detector is not None or roi_mode == "detector" else None
@@ -260,7 +261,45 @@ def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, o
     paths = write_report(args.out, meta, summary, [] if args.no_records else records_as_dicts(records), anchor)
     print(f"report: {paths['report.md']}")
     print(paths["report.md"].read_text().split("## RD curves")[0])
+    if on_records is not None:
+        on_records(records)
     return 0
+
+
+def bitrate_windows(records, stamps_ns: dict[str, int], window_s: float = 1.0) -> list[dict]:
+    """Achieved kbps per aligned ``window_s`` window of the bag's stamps, per evaluated setting (codec family +
+    setting): what a link would carry replaying the bag at that setting."""
+    from roi_codec_ros.rate_control.report import window_table
+
+    by_setting: dict[tuple[str, str], list] = {}
+    for r in records:
+        by_setting.setdefault((r.family, r.setting), []).append(r)
+    first = min(stamps_ns.values()) if stamps_ns else 0
+    out = []
+    for (family, setting), rows in by_setting.items():
+        rows = sorted(rows, key=lambda r: stamps_ns.get(r.frame, 0))
+        t = [(stamps_ns.get(r.frame, first) - first) * 1e-9 for r in rows]
+        b = [r.num_bytes for r in rows]
+        windows = window_table(t, b, window_s)
+        kbps = [w["kbps"] for w in windows]
+        span = (t[-1] - t[0]) * len(t) / (len(t) - 1) if len(t) > 1 and t[-1] > t[0] else float("nan")
+        out.append({"family": family, "setting": setting, "frames": len(rows),
+                    "mean_kbps": 8.0 * sum(b) / span / 1000.0 if span == span else float("nan"),
+                    "window_min_kbps": min(kbps) if kbps else float("nan"),
+                    "window_max_kbps": max(kbps) if kbps else float("nan"), "windows": windows})
+    return out
+
+
+def _write_bitrate_windows(out_dir, rows: list[dict]) -> Path:
+    from roi_codec_ros.files import write_text_atomic
+
+    path = Path(out_dir) / "bitrate_windows.json"
+    write_text_atomic(path, json.dumps(rows, indent=1))
+    print(f"achieved kbps per 1-s window of the bag's stamps ({path}):")
+    for row in rows:
+        print(f"  {row['family']:>12s} {row['setting']:<28s} mean {row['mean_kbps']:9.1f} kbps, "
+              f"{len(row['windows'])} windows {row['window_min_kbps']:.1f} .. {row['window_max_kbps']:.1f} kbps")
+    return path
 
 
 def _main_eval(args) -> int:
@@ -293,11 +332,21 @@ def _main_eval_bag(args) -> int:
     fps = args.fps or (info.fps if not math.isnan(info.fps) else 10.0)
     available = max(0, math.ceil((info.count - args.skip) / args.stride))
     total = min(available, args.max_frames) if args.max_frames is not None else available
-    frames = iter_bag_frames(args.bag, info.topic, args.stride, args.max_frames, args.skip)
+    stamps: dict[str, int] = {}
+
+    def stamped(frames):
+        for frame in frames:
+            stamps[frame.name] = frame.stamp_ns
+            yield frame
+
+    def windows(records):
+        _write_bitrate_windows(args.out, bitrate_windows(records, stamps))
+
+    frames = stamped(iter_bag_frames(args.bag, info.topic, args.stride, args.max_frames, args.skip))
     meta = {"title": args.title or f"{Path(args.bag).name} {info.topic}", "source": f"{args.bag} {info.topic}",
             "fps": round(fps, 3), "roi": "detector boxes" if mode == "detector" else "none"}
     if not args.out_bag:
-        return _run(args, frames, total, meta, mode, detector)
+        return _run(args, frames, total, meta, mode, detector, on_records=windows)
     chosen = {}
 
     with EvalBagWriter(args.out_bag, info.topic, args.out_storage) as writer:
@@ -309,7 +358,7 @@ def _main_eval_bag(args) -> int:
             if codec.label == chosen["label"]:
                 writer.write(frame, codec, data, decoded, record, boxes=boxes)
 
-        code = _run(args, frames, total, meta, mode, detector, on_result)
+        code = _run(args, frames, total, meta, mode, detector, on_result, on_records=windows)
     if not chosen:
         raise SystemExit(f"roi-codec: --out-setting {args.out_setting!r} matched no evaluated setting")
     print(f"output bag: {args.out_bag} ({chosen['label']}: {writer.counts})")
