@@ -10,7 +10,8 @@ times (this machine is shared).  Codecs:
 - ``old``: the earlier path, selected by flags on the codec object: fp32 analysis, contiguous synthesis weights
   and ``y_hat``, CompressAI's own entropy compress/decompress calls (``_coder.use_cached_tables = False``);
 - ``new``: today's defaults: bf16 analysis where the CPU has native bf16, channels-last synthesis, cached rANS
-  tables, exact decoder (its pixels are checked to equal the old path's, by SHA-1);
+  tables and the encoder's two-thread float64 side (``_coder.parallel_side``), exact decoder (its pixels are
+  checked to equal the old path's, by SHA-1);
 - ``fast``: ``new`` with ``precision="fast"`` (bf16 synthesis): its PSNR against the exact decode is printed;
 - ``SH``: CompressAI ``ScaleHyperprior(N, M)`` (untrained, ``update(force=True)``) with stock calls, and ``SH opt``:
   the same model with the same optimisations as ``new`` (bf16 autocast + channels-last g_a, channels-last g_s and
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -302,12 +304,14 @@ def main(argv: list[str] | None = None) -> int:
           f"rate {args.rate}, source {image_path.name}; model {new.info.get('path', '?')} (N={cfg.N}, M={cfg.M}, "
           f"id {new.model_id[:12]}); new: analysis {new.analysis_precision}, synthesis channels-last "
           f"{new.channels_last_synthesis}; CPU bf16 {cpu_supports_bf16()}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
     results = []
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.lower().split("x"))
         info = bench_size(codecs, baselines, detector, image_path, h, w, args)
         print("\n".join(report(info, codecs, baselines, detector)), flush=True)
         results.append(info)
+    print(f"load average at end: {os.getloadavg()[0]:.2f} (1 min)")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "results": results}, indent=1))
     return 0

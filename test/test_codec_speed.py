@@ -166,3 +166,82 @@ def test_decode_timed_reports_the_stages(random_codec):
 @pytest.mark.parametrize("size, padded", [((1, 1), (64, 64)), ((64, 64), (64, 64)), ((375, 1242), (384, 1280)), ((65, 129), (128, 192))])
 def test_padded_size(size, padded):
     assert padded_size(*size, 64) == padded
+
+
+# -- encoder fast paths (issue 13, entropy and input stages) -------------------------------------------
+@pytest.mark.parametrize("schedule", [False, "hs", "all"])
+def test_encoder_entropy_schedules_code_the_same_bytes_as_the_float64_path(random_codec, schedule):
+    """The cached encoder path (y only rounded in float32, z/w to float64 inside, the two h_s on two Python threads
+    with one torch thread each, the index lookup in two halves) codes the bytes of CompressAI's float64 calls, at 1
+    and 2 torch threads, and leaves torch's thread count as it found it."""
+    coder = copy.deepcopy(random_codec._coder)
+    legacy = copy.deepcopy(random_codec._coder)
+    legacy.use_cached_tables = False
+    coder.parallel_side = schedule
+    generator = torch.Generator().manual_seed(5)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for spread in (0.5, 6.0, 300.0):
+                y = torch.randn(1, coder.hyper.h_a[0].in_channels, 8, 12, generator=generator, dtype=torch.float64) * spread
+                f = torch.randn(1, coder.object.h_a[0].in_channels - y.shape[1], 8, 12, generator=generator, dtype=torch.float64)
+                with torch.no_grad():
+                    side = {k: (v * spread).float() for k, v in coder.analyse_side(y, f).items()}
+                y = y.float()  # as the encoder passes it
+                for grad_mode in (torch.inference_mode, torch.no_grad):
+                    with grad_mode():
+                        out = coder.compress(y, side=side)
+                        ref = legacy.compress(y.double(), side={k: v.double() for k, v in side.items()})
+                    assert torch.get_num_threads() == n
+                    assert out["strings"] == ref["strings"] and out["shape"] == ref["shape"]
+                    assert torch.equal(out["y_hat"], torch.round(y)) and out["y_hat"].dtype == y.dtype
+                    decoded = coder.decompress({k: [v[0]] for k, v in out["strings"].items()}, out["shape"])
+                    assert torch.equal(decoded["y_hat"], torch.round(y))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="no shipped model")
+def test_parallel_hyper_synthesis_gives_the_decoders_float64_bits():
+    """h_s/i_s on the worker thread (one torch thread) give bit for bit what the decoder computes at 2 threads."""
+    from roi_codec_ros.codec.latent_codec import _SIDE_POOL, _without_grad
+
+    coder = RoiCodec.load("default")._coder
+    generator = torch.Generator().manual_seed(6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for part, channels in ((coder.hyper, 64), (coder.object, coder.object.entropy_bottleneck.channels)):
+            z_hat = torch.round(torch.randn(1, channels, 6, 20, generator=generator, dtype=torch.float64) * 4)
+            with torch.inference_mode():
+                main = part.h_s(z_hat)
+                torch.set_num_threads(1)
+                worker = _SIDE_POOL.pool().submit(_without_grad, True, part.h_s, z_hat).result()
+                torch.set_num_threads(2)
+            assert torch.equal(main, worker)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cpu_input_tensors_equal_the_general_path(random_codec):
+    """The in-place NHWC input builder gives the values of the pad/permute/weighting path (which the CUDA and
+    analysis-graph paths keep), for every uint8 value, masks outside [0, 1], read-only and strided images."""
+    codec = RoiCodec.random(seed=0, analysis_precision="fp32")
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    image[0, :86] = (np.arange(258) % 256).astype(np.uint8).reshape(86, 3)  # every value
+    strided = np.ascontiguousarray(image[:, ::-1])[:, ::-1]
+    strided.setflags(write=False)
+    mask = (rng.random((70, 100)) * 1.4 - 0.2).astype(np.float64)
+    u_alpha = torch.tensor([codec.ranges.u_alpha(8.0)])
+    padded = padded_size(70, 100, 64)
+    for img in (image, strided):
+        for m in (None, mask, mask > 0.5):
+            x, ma = codec._input_tensors(img, m, u_alpha, padded)
+            ref_x = codec._to_tensor(img, padded) / 255.0
+            ones = torch.ones(1, 1, *padded)
+            ref_m = ones if m is None else codec._to_tensor(np.clip(np.asarray(m).astype(np.float32), 0, 1)[..., None], padded)
+            from roi_codec_ros.codec.conditioning import weighted_roi_mask
+
+            assert torch.equal(x, ref_x) and torch.equal(ma, weighted_roi_mask(ref_m, u_alpha))

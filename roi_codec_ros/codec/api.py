@@ -320,27 +320,30 @@ class RoiCodec:
         rate_code = rate_to_code(rate)
         rate_q = code_to_rate(rate_code)  # condition on exactly what the decoder will see
 
-        x = self._to_tensor(image, padded) / 255.0
-        if roi_mask is None:
-            mask = torch.ones(1, 1, *padded, device=self.device)
-        else:
+        if roi_mask is not None:
             roi_mask = np.asarray(roi_mask)
             if roi_mask.shape != (h, w):
                 raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
-            mask = self._to_tensor(np.clip(roi_mask.astype(np.float32), 0.0, 1.0)[..., None], padded)
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
+        x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
         feats = self._features(features, h, w)
         embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
         t_input = time.perf_counter()
         # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
         if self._analysis_graph is not None:
-            y, z, w_side = self._analysis_graph(x, weighted_roi_mask(mask, u_alpha), embedding, feats, (h, w))
+            y, z, w_side = self._analysis_graph(x, mask_alpha, embedding, feats, (h, w))
             t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
             side = {"z": z, "w": w_side}
         else:
-            y, side, t_g_a = self._torch_analysis(x, mask, u_alpha, feats, embedding, features, h, w, padded)
-        y = y.double().cpu().contiguous()
-        side = {k: v.double().cpu().contiguous() for k, v in side.items()}
+            y, side, t_g_a = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w, padded)
+        if self._coder.use_cached_tables:
+            # y is only rounded (the same integers in float32 as in float64); z and w go to float64 inside, where
+            # the decoder's own float64 work on them starts
+            y = y.to("cpu", torch.float32, memory_format=torch.contiguous_format)
+            side = {k: v.cpu() for k, v in side.items()}
+        else:  # the earlier path: float64 y, z, w into CompressAI's calls
+            y = y.double().cpu().contiguous()
+            side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
         out = self._coder.compress(y, side=side)
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
@@ -375,11 +378,44 @@ class RoiCodec:
             },
         )
 
-    def _torch_analysis(self, x, mask, u_alpha, feats, embedding, features, h, w, padded):
+    def _input_tensors(self, image: np.ndarray, roi_mask: np.ndarray | None, u_alpha: Tensor,
+                       padded: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """``x`` = RGB/255 and ``mask_alpha = (1 - m) * u_alpha + m``, (1,3,Hp,Wp) and (1,1,Hp,Wp), replicate-padded
+        at the bottom/right to ``padded``.
+
+        On the CPU with the torch analysis both are channel views of one (1,Hp,Wp,4) buffer written in place (the
+        same float32 operations as the general path below, so the same values, without its pad/permute/weighting
+        copies; in channels-last order, which g_a's first convolution reads), converted once to bf16 when the
+        analysis runs in bf16 (autocast would round them the same way inside the convolution)."""
+        h, w = image.shape[:2]
+        if self.device.type != "cpu" or self._analysis_graph is not None:
+            x = self._to_tensor(image, padded) / 255.0
+            if roi_mask is None:
+                mask = torch.ones(1, 1, *padded, device=self.device)
+            else:
+                mask = self._to_tensor(np.clip(roi_mask.astype(np.float32), 0.0, 1.0)[..., None], padded)
+            return x, weighted_roi_mask(mask, u_alpha)
+        buf = torch.empty(1, padded[0], padded[1], 4)
+        pixels = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
+        torch.div(torch.from_numpy(pixels), 255.0, out=buf[0, :h, :w, :3])
+        if roi_mask is None:
+            buf[0, :h, :w, 3] = 1.0  # (1 - 1) * u_alpha + 1
+        else:
+            m = torch.from_numpy(np.clip(roi_mask.astype(np.float32), 0.0, 1.0))
+            buf[0, :h, :w, 3] = weighted_roi_mask(m[None, None], u_alpha)[0, 0]
+        if padded[0] > h:
+            buf[0, h:, :w] = buf[0, h - 1 : h, :w]
+        if padded[1] > w:
+            buf[0, :, w:] = buf[0, :, w - 1 : w]
+        nchw = buf.permute(0, 3, 1, 2)
+        if self.analysis_dtype is not None:
+            nchw = nchw.to(self.analysis_dtype)
+        return nchw[:, :3], nchw[:, 3:]
+
+    def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded):
         with self._autocast(self.analysis_dtype):
             zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
-            y = self.model.analysis(x, weighted_roi_mask(mask, u_alpha), feats, embedding, (h, w),
-                                    fused=zero[0] if zero else None)
+            y = self.model.analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None)
             self._sync()
             t_g_a = time.perf_counter()
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))

@@ -19,6 +19,8 @@ composes them::
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 
 from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
@@ -119,10 +121,12 @@ class RansTables:
 
     def encode(self, symbols: Tensor, indexes: Tensor) -> bytes:
         """rANS-encode int symbols with their CDF indexes (one item of a batch)."""
+        return self.encode_lists(_int_list(symbols), _int_list(indexes))
+
+    def encode_lists(self, symbols: list[int], indexes: list[int]) -> bytes:
+        """``encode`` for symbols and indexes already flattened to Python lists (what the C++ coder takes)."""
         cdfs, lengths, offsets = self.lists()
-        return self.model.entropy_coder.encode_with_indexes(
-            _int_list(symbols), _int_list(indexes), cdfs, lengths, offsets
-        )
+        return self.model.entropy_coder.encode_with_indexes(symbols, indexes, cdfs, lengths, offsets)
 
     def decode(self, string: bytes, indexes: Tensor) -> Tensor:
         """Decode one string to int32 symbols shaped like ``indexes``."""
@@ -132,7 +136,11 @@ class RansTables:
 
 
 def _int_list(t: Tensor) -> list[int]:
-    return t.detach().reshape(-1).to(device="cpu", dtype=torch.int32).numpy().tolist()
+    """A CPU int tensor as the flat Python list the coder takes (int64 goes to a list ~1.5x faster than int32)."""
+    t = t.detach().reshape(-1).cpu()
+    if t.dtype not in (torch.int32, torch.int64):
+        t = t.to(torch.int32)
+    return t.numpy().tolist()
 
 
 def _tables(model: EntropyModel) -> RansTables:
@@ -144,6 +152,20 @@ def _tables(model: EntropyModel) -> RansTables:
 
 def _channel_indexes(channels: int, shape: tuple[int, int]) -> Tensor:
     return torch.arange(channels, dtype=torch.int32).view(1, -1, 1, 1).expand(1, channels, *shape)
+
+
+_CHANNEL_INDEX_LISTS: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _channel_index_list(channels: int, shape: tuple[int, int]) -> list[int]:
+    """``_int_list(_channel_indexes(...))``, built once per shape (a bottleneck codes channel c with CDF c)."""
+    key = (channels, int(shape[0]), int(shape[1]))
+    hit = _CHANNEL_INDEX_LISTS.get(key)
+    if hit is None:
+        if len(_CHANNEL_INDEX_LISTS) >= 16:
+            _CHANNEL_INDEX_LISTS.pop(next(iter(_CHANNEL_INDEX_LISTS)))
+        hit = _CHANNEL_INDEX_LISTS[key] = _int_list(_channel_indexes(channels, tuple(shape)))
+    return hit
 
 
 def _compress_side(codec: HyperLatentCodec, z: Tensor, cached: bool = True) -> tuple[list[bytes], tuple[int, int], Tensor]:
@@ -169,6 +191,49 @@ def _compress_side(codec: HyperLatentCodec, z: Tensor, cached: bool = True) -> t
     return strings, shape, codec.h_s(z_hat)
 
 
+def _quantize_side(codec: HyperLatentCodec, z: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+    """The float64 ``z_hat = round(z - median) + median`` the decoder gets (see ``_compress_side``) and the integer
+    symbols ``round(z - median)``, from one rounding: the same float64 operations as ``EntropyBottleneck.quantize``
+    (``z`` in any float dtype is converted to float64 exactly first)."""
+    check_codable("side", z)
+    if z.shape[0] != 1:
+        raise ValueError("the codec codes one frame at a time")
+    bottleneck = codec.entropy_bottleneck
+    z = z.detach().to(device="cpu", dtype=torch.float64)
+    medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1).to(z)
+    rounded = torch.round(z - medians)
+    return rounded + medians, rounded.long(), tuple(z.shape[-2:])
+
+
+def _encode_side(codec: HyperLatentCodec, symbols: Tensor, shape: tuple[int, int]) -> bytes:
+    return _tables(codec.entropy_bottleneck).encode_lists(_int_list(symbols), _channel_index_list(symbols.shape[1], shape))
+
+
+class _SidePool:
+    """The encoder's second thread for the float64 entropy side when torch has more than one thread
+    (``ObjectPriorLatentCodec.parallel_side``): the worker runs the object prior's ``h_s`` while the caller runs the
+    hyperprior's and then the GIL-bound work (z/w rANS, y's symbol list); after the combiner each thread looks up
+    the scale-table indexes of half the channels.  Torch runs with one thread per Python thread for that span
+    (``torch.set_num_threads(1)``, process-wide, restored at the end): these float64 kernels are small, two
+    OpenMP/MKL threads each gained little on an idle machine and lost badly when a core was busy.  Same kernels on
+    the same float64 inputs, so the same bits (h_s gives the same bits at 1 and 2 threads: every decoder relies on
+    that already; ``test/test_codec_speed.py`` checks the worker's h_s against the 2-thread one and the bytes of
+    every schedule against CompressAI's calls)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roi-codec-h_s")
+            return self._pool
+
+
+_SIDE_POOL = _SidePool()
+
+
 def _decompress_side(codec: HyperLatentCodec, string: bytes, shape: tuple[int, int]) -> Tensor:
     """``HyperLatentCodec.decompress`` (EntropyBottleneck.decompress, then h_s) through the cached tables."""
     bottleneck = codec.entropy_bottleneck
@@ -176,6 +241,16 @@ def _decompress_side(codec: HyperLatentCodec, string: bytes, shape: tuple[int, i
     values = _tables(bottleneck).decode(string, _channel_indexes(medians.shape[1], tuple(shape)))
     z_hat = bottleneck.dequantize(values, medians)  # values.type_as(medians) + medians, as CompressAI
     return codec.h_s(z_hat)
+
+
+def _index_list(conditional: GaussianConditional, scales: Tensor) -> list[int]:
+    return _int_list(conditional.build_indexes(scales))
+
+
+def _without_grad(inference: bool, fn, *args):
+    """Run ``fn`` in the pool's worker in the caller's grad mode (grad mode is per thread)."""
+    with torch.inference_mode() if inference else torch.no_grad():
+        return fn(*args)
 
 
 class ObjectPriorLatentCodec(LatentCodec):
@@ -223,23 +298,76 @@ class ObjectPriorLatentCodec(LatentCodec):
         return {"z": self.hyper.h_a(y), "w": self.object.h_a(torch.cat([y, f], dim=1))}
 
     def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None) -> dict[str, Any]:
+        """Code one frame's ``y`` with its side latents ``side = {"z", "w"}`` (``analyse_side(y, f)`` if not given).
+
+        The float64 parts the decoder recomputes (z_hat/w_hat, h_s, i_s, the combiner, the indexes) run in float64
+        on the CPU whatever dtype ``y``/``z``/``w`` come in (converted exactly); ``y`` itself is only rounded, which
+        gives the same integers in any float dtype, so it may stay float32.  ``y_hat`` comes back in ``y``'s dtype."""
         check_codable("y", y)
         side = side if side is not None else self.analyse_side(y, f)
-        cached = self.use_cached_tables
-        z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), cached)
-        w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), cached)
+        if not self.use_cached_tables:  # the earlier path: CompressAI's calls, everything in float64
+            y = y.to(torch.float64)
+            z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), False)
+            w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), False)
+            conditional = self.y.gaussian_conditional
+            indexes = conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)))
+            return {
+                "strings": {"y": conditional.compress(y, indexes), "z": z_strings, "w": w_strings},
+                "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
+                "y_hat": conditional.quantize(y, "dequantize"),
+            }
+        with torch.no_grad():
+            return self._compress_cached(y.detach().cpu(), side)
+
+    # _SidePool: "all" (default) = the two h_s and the index lookup on two threads, one torch thread each;
+    # "hs" = only the two h_s so, the combiner and lookup at the caller's thread count; False = serial
+    parallel_side: str | bool = "all"
+
+    def _compress_cached(self, y: Tensor, side: dict[str, Tensor]) -> dict[str, Any]:
+        z_hat, z_symbols, z_shape = _quantize_side(self.hyper, side["z"])
+        w_hat, w_symbols, w_shape = _quantize_side(self.object, side["w"])
         # GaussianConditionalLatentCodec.compress would also decode y's string to return y_hat (a third of the
         # entropy-coding time); with scales only (no means) y_hat is round(y), so code y directly.
+        y_hat = torch.round(y)
         conditional = self.y.gaussian_conditional
-        indexes = conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)))
-        if cached:
-            y_strings = [_tables(conditional).encode(conditional.quantize(y, "symbols"), indexes)]
+        threads = torch.get_num_threads()
+        mode = self.parallel_side if threads > 1 else False
+        if not mode:
+            z_params = self.hyper.h_s(z_hat)
+            w_params = self.object.h_s(w_hat)
+            z_string = _encode_side(self.hyper, z_symbols, z_shape)
+            w_string = _encode_side(self.object, w_symbols, w_shape)
+            y_symbols = _int_list(y_hat.long())
+            indexes = _int_list(conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))))
         else:
-            y_strings = conditional.compress(y, indexes)
+            pool, inference = _SIDE_POOL.pool(), torch.is_inference_mode_enabled()
+            # one torch thread per Python thread for the span (torch's thread count is per process: restored after)
+            torch.set_num_threads(1)
+            try:
+                job = pool.submit(_without_grad, inference, self.object.h_s, w_hat)
+                z_params = self.hyper.h_s(z_hat)
+                # GIL-bound work while the worker finishes i_s
+                z_string = _encode_side(self.hyper, z_symbols, z_shape)
+                w_string = _encode_side(self.object, w_symbols, w_shape)
+                y_symbols = _int_list(y_hat.long())
+                w_params = job.result()
+                if mode != "all":
+                    torch.set_num_threads(threads)
+                scales = self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))
+                if mode == "all":  # the table lookup is elementwise: two halves of the channels, concatenated
+                    half = scales.shape[1] // 2
+                    job = pool.submit(_without_grad, inference, _index_list, conditional, scales[:, half:])
+                    indexes = _index_list(conditional, scales[:, :half])
+                    indexes += job.result()
+                else:
+                    indexes = _int_list(conditional.build_indexes(scales))
+            finally:
+                torch.set_num_threads(threads)
+        y_string = _tables(conditional).encode_lists(y_symbols, indexes)
         return {
-            "strings": {"y": y_strings, "z": z_strings, "w": w_strings},
+            "strings": {"y": [y_string], "z": [z_string], "w": [w_string]},
             "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
-            "y_hat": conditional.quantize(y, "dequantize"),
+            "y_hat": y_hat,
         }
 
     def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]], **kwargs) -> dict[str, Any]:
