@@ -120,3 +120,19 @@ def test_the_evaluation_script_plots_with_the_library():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.plot_tracking is report.plot_records
+
+
+def test_encode_stream_x264_uses_its_own_rate_control_unless_asked(folder, tmp_path):
+    from roi_codec_ros.engine import engine_status
+
+    reason = engine_status(probe_hardware=False)["x264"]
+    if reason:
+        pytest.skip(f"x264 not usable here: {reason}")
+    for mode, expected in (("auto", "native"), ("controller", "roi_codec_ros.rate_control")):
+        out = tmp_path / mode
+        assert roi_codec(["encode-stream", str(folder), "--engine", "x264", "--target-kbps", "60", "--rate-control", mode,
+                          "--fps", str(FPS), "--quiet", "--out", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        rows = list(csv.DictReader((out / "frames.csv").open()))
+        assert summary["engine"] == "x264" and summary["rate_control"] == expected
+        assert ({r["reason"] for r in rows} == {"native"}) == (mode == "auto")

@@ -167,3 +167,39 @@ def test_target_sender_sends_changes_once_and_retries_failures():
     assert s.due({"a": 100.2, "b": 50.0}) == {"b": 50.0}  # a: within 0.5 %; b: refused, sent again
     assert s.due({"a": 101.0, "b": 50.0}) == {"a": 101.0, "b": 50.0}
     assert (s.sent, s.failed) == (2, 1)
+
+
+def x264_engine():
+    from roi_codec_ros.engine import ClassicalSettings, create_engine, engine_status
+
+    reason = engine_status(probe_hardware=False)["x264"]
+    if reason:
+        pytest.skip(f"x264 not usable here: {reason}")
+    return create_engine("x264", classical=ClassicalSettings(scenecut=False))
+
+
+def test_x264_auto_uses_its_own_abr_and_applies_a_new_target_at_the_next_keyframe():
+    enc = FrameEncoder(x264_engine(), keyframe_interval=5, rate_control=RateControlSettings(target_kbps=40.0))
+    assert enc.native and enc.rate_control_state["target_kbps"] == 40.0
+    s = EncoderSettings(roi=ROI, keyframe_interval=5, rate_control=RateControlSettings(target_kbps=40.0))
+    first = enc.encode(frame(0), s, now_s=0.0)
+    assert first.frame.params["target_kbps"] == 40.0 and first.frame.params["crf"] is None  # x264's ABR
+    assert enc.rate_control_state["last_reason"] == "native" and "kbps_at_rate_max" not in enc.rate_control_state
+    s = s.replace(rate_control=RateControlSettings(target_kbps=20.0))
+    kinds = [enc.encode(frame(i), s, now_s=0.1 * i).frame for i in range(1, 7)]
+    # frames 1-4 are P-frames at the old target (no extra IDR); frame 5 is the scheduled keyframe: the new one
+    assert [f.keyframe for f in kinds] == [False, False, False, False, True, False]
+    assert [f.params["target_kbps"] for f in kinds] == [40.0] * 4 + [20.0] * 2
+    assert enc.rate_control_state["target_kbps"] == 20.0 and enc.rate_control_state["skipped"] == 0
+
+
+def test_x264_controller_mode_drives_the_rate_per_frame():
+    enc = FrameEncoder(x264_engine(), keyframe_interval=5,
+                       rate_control=RateControlSettings(target_kbps=40.0, mode="controller"))
+    s = EncoderSettings(roi=ROI, keyframe_interval=5, rate_control=RateControlSettings(target_kbps=40.0, mode="controller"))
+    frames = [enc.encode(frame(i), s, now_s=0.1 * i) for i in range(6)]
+    assert not enc.native and enc._rc_keyint == 5  # noqa: SLF001 - the GOP hint given to the controller (I/P planning)
+    assert all(r.frame is None or r.frame.params["crf"] is not None for r in frames)  # CRF from our rate
+    assert enc.rate_control_state["last_reason"] != "native" and "kbps_at_rate_max" in enc.rate_control_state
+    with pytest.raises(ValueError, match="rate_control.mode"):
+        RateControlSettings(mode="x").check(enc.engine)

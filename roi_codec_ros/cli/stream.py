@@ -4,7 +4,7 @@ closed-loop rate controller (the encoder node's ``FrameEncoder`` + ``RateControl
     roi-codec encode-stream highway.mp4 --target-kbps 600 --fps 10 --out outputs/stream --plot
     roi-codec encode-stream frames/ --target-schedule "0:2000,10:800" --detector yolov8n.pt --roi-weight 8
     roi-codec encode-stream bag_dir --topic /camera/image_raw --target-kbps 800   (times from the bag's stamps)
-    roi-codec encode-stream clip.mp4 --engine x264 --target-kbps 800 [--native-rate-control]
+    roi-codec encode-stream clip.mp4 --engine x264 --target-kbps 800 [--rate-control controller]
 
 Frame times: video and folder frames are ``i / fps`` seconds (videos are resampled to ``--fps``); bag frames
 keep their stamps.  Output (``--out DIR``): ``frames.csv`` (one row per frame: time, target, bytes, rate, ROI
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--topic", default=None, help="rosbag: image topic (default: the only image topic)")
     parser.add_argument("--engine", default="neural", help="coding engine: neural | x264 | x265 (default: %(default)s)")
-    parser.add_argument("--native-rate-control", action="store_true",
-                        help="x264/x265: use the coder's own ABR + 1-s VBV at the target instead of our controller "
-                             "(for comparison)")
+    parser.add_argument("--rate-control", choices=("auto", "controller"), default="auto",
+                        help="as the encoder's rate_control.mode: auto = x264/x265's own ABR + 1-s VBV, our "
+                             "RateController for the neural engine; controller = ours for every engine (default: %(default)s)")
     parser.add_argument("--keyframe-interval", type=int, default=10,
                         help="keyframe every N frames for inter-frame engines (default: %(default)s)")
     parser.add_argument("--roi-weight", type=float, default=8.0, help="requested ROI weight (default: %(default)s)")
@@ -130,9 +130,8 @@ def run_stream(args, schedule, frames, engine, detector, log=print) -> tuple[lis
     """Code ``frames`` ((name, t, rgb) ...) under ``schedule``; (per-frame records, controller state)."""
     from roi_codec_ros.nodes.encoder_core import EncoderSettings, FrameEncoder, RateControlSettings
 
-    native = bool(args.native_rate_control)
-    rc = RateControlSettings(target_kbps=0.0 if native else schedule.at(0.0), buffer_ms=args.buffer_ms,
-                             max_frame_bytes=args.max_frame_bytes)
+    rc = RateControlSettings(target_kbps=schedule.at(0.0), buffer_ms=args.buffer_ms,
+                             max_frame_bytes=args.max_frame_bytes, mode=args.rate_control)
     roi = roi_config(args, static_boxes_rel=[tuple(b) for b in args.static_box_rel])
     settings = EncoderSettings(rate=args.rate, roi_weight=args.roi_weight, roi=roi,
                                keyframe_interval=args.keyframe_interval, rate_control=rc)
@@ -141,16 +140,11 @@ def run_stream(args, schedule, frames, engine, detector, log=print) -> tuple[lis
         encoder = FrameEncoder(engine, detector, keyframe_interval=args.keyframe_interval, fps=args.fps, rate_control=rc)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    if native:
-        if not encoder.stream.native_rate_control:
-            raise CliError(f"--native-rate-control: engine {engine.name} has no rate control of its own")
-        encoder.stream.set_target_kbps(schedule.at(0.0))
+    native = encoder.native
     records = []
     for index, (name, t, rgb) in enumerate(frames):
         target = schedule.at(t)
-        if native:
-            encoder.stream.set_target_kbps(target)  # a change restarts x264's stream with a keyframe
-        elif target != settings.rate_control.target_kbps:
+        if target != settings.rate_control.target_kbps:
             settings = settings.replace(rate_control=replace(settings.rate_control, target_kbps=target))
         result = encoder.encode(rgb, settings, now_s=t)
         d = result.decision
@@ -207,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--fps must be > 0")
     if args.max_frames is not None and args.max_frames < 1:
         build_parser().error("--max-frames must be >= 1")
-    if args.native_rate_control and args.engine == "neural":
-        build_parser().error("--native-rate-control needs an engine with its own rate control (x264, x265)")
     from roi_codec_ros.rate_control.report import plot_records, records_summary
 
     try:
@@ -223,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                     log=None if args.quiet else print)
         summary = records_summary(records, schedule)
         summary.update(schedule=str(schedule), engine=engine.name,
-                       rate_control="native" if args.native_rate_control else "roi_codec_ros.rate_control",
+                       rate_control="native" if state.get("last_reason") == "native" else "roi_codec_ros.rate_control",
                        controller={k: v for k, v in state.items() if k != "models"})
         print(format_summary(summary))
         if args.out:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +38,9 @@ STATIC_CLASS_NAME = "static"
 
 ROI_WEIGHT_LIMIT_ENGINE = 0.0  # rate_control.roi_weight_limit: the engine's highest ROI weight
 ROI_WEIGHT_LIMIT_NEVER = -1.0  # rate_control.roi_weight_limit: never move the ROI weight (skip instead)
+# rate_control.mode: 'auto' = the engine's own rate control where it has one (x264/x265: ABR + 1-s VBV; it tracked
+# better than ours, docs/rate_control.md), else RateController; 'controller' = RateController for every engine
+RATE_CONTROL_MODES = ("auto", "controller")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class RateControlSettings:
     max_frame_bytes: int = 0  # hard cap per frame (0 = none)
     horizon_s: float = 0.5  # the buffer error is repaid over this time
     roi_weight_limit: float = ROI_WEIGHT_LIMIT_ENGINE  # 0 = the engine's highest weight, -1 = never move it
+    mode: str = "auto"  # RATE_CONTROL_MODES; fixed when the FrameEncoder is built (read-only parameter)
 
     def limit_for(self, engine: Engine) -> float | None:
         if self.roi_weight_limit == ROI_WEIGHT_LIMIT_NEVER:
@@ -65,6 +69,8 @@ class RateControlSettings:
                                     horizon_s=self.horizon_s)
 
     def check(self, engine: Engine) -> None:
+        if self.mode not in RATE_CONTROL_MODES:
+            raise ValueError(f"rate_control.mode must be one of {', '.join(RATE_CONTROL_MODES)}, got {self.mode!r}")
         lo, hi = engine.roi_weight_range
         if self.roi_weight_limit not in (ROI_WEIGHT_LIMIT_ENGINE, ROI_WEIGHT_LIMIT_NEVER) and not (
                 lo <= self.roi_weight_limit <= hi):
@@ -228,18 +234,51 @@ class FrameEncoder:
         self.stream = self.engine.stream_encoder(keyframe_interval=keyframe_interval, fps=fps)
         # one controller per stream, off (target 0) unless asked: it keeps learning bytes vs rate either way
         self._rc_settings = rate_control or RateControlSettings()
-        self.rate_controller = RateController(self._rc_settings.config(self.engine, fps_hint=fps))
+        self._rc_settings.check(self.engine)
+        # the engine's own rate control (x264/x265 ABR) in 'auto' mode; RateController then stays off (rate as set)
+        self.native = self._rc_settings.mode == "auto" and self.stream.native_rate_control
+        self._native_kbps = 0.0  # the target the stream's own rate control runs at
+        config = self._rc_settings.config(self.engine, fps_hint=fps)
+        self.rate_controller = RateController(replace(config, target_kbps=0.0) if self.native else config)
+        if self.native:
+            self._apply_native_target(self._rc_settings.target_kbps)
         self._rc_keyint: int | None = None
         self._last_now_s: float | None = None
-        self.rate_control_state: dict = self.rate_controller.state()  # after the last frame (for statistics)
+        self.rate_control_state: dict = self._state()  # after the last frame (for statistics)
 
     @property
     def intra_only(self) -> bool:
         return isinstance(self.stream, NeuralStreamEncoder)
 
+    def _state(self) -> dict:
+        """``RateController.state()``; with the engine's own rate control: its target, reason 'native', no reach
+        (our model does not predict an ABR stream's size, so the budget gets no caps from this camera)."""
+        state = self.rate_controller.state()
+        if self.native:
+            state.update(target_kbps=self._native_kbps, achieved_kbps=self.rate_controller.meter.kbps(),
+                         last_reason="native")
+            state.pop("kbps_at_rate_min", None)
+            state.pop("kbps_at_rate_max", None)
+        return state
+
+    def _apply_native_target(self, kbps: float) -> None:
+        """A new target reaches the stream at its next scheduled keyframe (an ABR change reopens the coder, so
+        applying it at once would add an IDR per budget re-split); at once when rate control starts or stops
+        or when there are no scheduled keyframes (keyframe_interval 0)."""
+        if kbps == self._native_kbps:
+            return
+        if self._native_kbps == 0 or kbps == 0 or self.stream.next_is_keyframe or self.stream.keyframe_interval == 0:
+            self.stream.set_target_kbps(kbps)
+            self._native_kbps = kbps
+
     def apply_rate_control(self, settings: EncoderSettings) -> None:
         """target_kbps / rate_control.* / keyframe_interval into the controller (``encode`` calls it every frame,
         so a live change applies to the next frame); ValueError for values the controller refuses."""
+        if self.native:
+            self._apply_native_target(settings.rate_control.target_kbps)
+            settings = replace(settings, rate_control=replace(settings.rate_control, target_kbps=0.0))
+            if self.rate_controller.counters["frames"] == 0:
+                self.rate_control_state = self._state()
         changes = settings.rate_control.changes(self.engine, self._rc_settings)
         keyint = None if self.intra_only or settings.keyframe_interval <= 0 else int(settings.keyframe_interval)
         if changes:
@@ -249,7 +288,7 @@ class FrameEncoder:
             self.rate_controller.set_keyframe_interval(keyint)
             self._rc_keyint = keyint
         if changes and self.rate_controller.counters["frames"] == 0:
-            self.rate_control_state = self.rate_controller.state()
+            self.rate_control_state = self._state()
 
     def encode(self, image: np.ndarray, settings: EncoderSettings, now_s: float | None = None) -> EncodeResult:
         """Detector, rate controller, engine.  ``now_s``: the frame's time in seconds for the controller's
@@ -275,7 +314,7 @@ class FrameEncoder:
         decision = rc.plan(h * w, coverage, frame_type, now_s, roi_weight=settings.roi_weight, manual_rate=settings.rate)
         if decision.skip:
             rc.update(decision, 0)
-            self.rate_control_state = rc.state()
+            self.rate_control_state = self._state()
             return EncodeResult(frame=None, boxes=boxes, detections=detections, roi_coverage=coverage,
                                 detector_ms=float(detector_ms), encode_ms=0.0, decision=decision)
         box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
@@ -284,7 +323,7 @@ class FrameEncoder:
                                    rate=decision.rate, roi_weight=decision.roi_weight)
         encode_ms = (time.perf_counter() - start) * 1e3
         rc.update(decision, len(frame.data), frame_type="I" if frame.keyframe else "P")
-        self.rate_control_state = rc.state()
+        self.rate_control_state = self._state()
         return EncodeResult(
             frame=frame,
             boxes=boxes,

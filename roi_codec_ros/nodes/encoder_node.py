@@ -37,6 +37,7 @@ from .encoder_core import (
     DETECTOR_NONE,
     DETECTOR_RANDOM,
     EncoderSettings,
+    RATE_CONTROL_MODES,
     EncodeResult,
     FrameEncoder,
     RateControlSettings,
@@ -98,6 +99,10 @@ PARAMETERS = (
     Param("target_kbps", 0.0, "bitrate target in kbit/s: the rate controller picks `rate` per frame (and, as a last "
           "resort, moves the ROI weight toward rate_control.roi_weight_limit, then skips frames); 0 = off, frames "
           "are coded at `rate`. The budget node sets it when several cameras share a link", range=(0.0, 1.0e6)),
+    Param("rate_control.mode", "auto", "who tracks target_kbps: auto = the engine's own rate control where it has "
+          "one (x264/x265: ABR with a 1-s VBV, a new target applied at the next keyframe; it tracked better than "
+          "ours there, docs/rate_control.md), else the project's RateController; controller = the RateController "
+          "for every engine", read_only=True, choices=RATE_CONTROL_MODES),
     Param("rate_control.buffer_ms", 500.0, "leaky-bucket size in link time: bounds how far a 1-s window can "
           "overshoot the target and how large a keyframe may be", range=(1.0, 60000.0)),
     Param("rate_control.max_frame_bytes", 0, "hard cap on one coded frame in bytes, e.g. a transport's message "
@@ -167,6 +172,7 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
             max_frame_bytes=values["rate_control.max_frame_bytes"],
             horizon_s=values["rate_control.horizon_s"],
             roi_weight_limit=values["rate_control.roi_weight_limit"],
+            mode=values["rate_control.mode"],
         ),
     )
 
@@ -216,7 +222,11 @@ class EncoderNode(Node):
         except RuntimeError as exc:  # e.g. a hardware encoder that is not usable here: its probe says why
             raise StartupError(f"engine {v['engine']!r} cannot run here: {exc}") from exc
         detector = load_detector(v["detector.weights"], device=v["device"], imgsz=v["detector.imgsz"])
-        self.core = FrameEncoder(engine, detector, keyframe_interval=v["keyframe_interval"], fps=v["classical.fps"])
+        try:
+            self.core = FrameEncoder(engine, detector, keyframe_interval=v["keyframe_interval"], fps=v["classical.fps"],
+                                     rate_control=RateControlSettings(mode=v["rate_control.mode"]))
+        except ValueError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from exc
         rows = {p.name: p for p in PARAMETERS}
         for name, text in knob_descriptions(engine).items():
             self.set_descriptor(name, dataclasses.replace(rows[name], description=text).descriptor())
