@@ -222,26 +222,3 @@ def test_parallel_hyper_synthesis_gives_the_decoders_float64_bits():
             assert torch.equal(main, worker)
     finally:
         torch.set_num_threads(threads)
-
-
-def test_cpu_input_tensors_equal_the_general_path(random_codec):
-    """The in-place NHWC input builder gives the values of the pad/permute/weighting path (which the CUDA and
-    analysis-graph paths keep), for every uint8 value, masks outside [0, 1], read-only and strided images."""
-    codec = RoiCodec.random(seed=0, analysis_precision="fp32")
-    rng = np.random.default_rng(7)
-    image = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
-    image[0, :86] = (np.arange(258) % 256).astype(np.uint8).reshape(86, 3)  # every value
-    strided = np.ascontiguousarray(image[:, ::-1])[:, ::-1]
-    strided.setflags(write=False)
-    mask = (rng.random((70, 100)) * 1.4 - 0.2).astype(np.float64)
-    u_alpha = torch.tensor([codec.ranges.u_alpha(8.0)])
-    padded = padded_size(70, 100, 64)
-    for img in (image, strided):
-        for m in (None, mask, mask > 0.5):
-            x, ma = codec._input_tensors(img, m, u_alpha, padded)
-            ref_x = codec._to_tensor(img, padded) / 255.0
-            ones = torch.ones(1, 1, *padded)
-            ref_m = ones if m is None else codec._to_tensor(np.clip(np.asarray(m).astype(np.float32), 0, 1)[..., None], padded)
-            from roi_codec_ros.codec.conditioning import weighted_roi_mask
-
-            assert torch.equal(x, ref_x) and torch.equal(ma, weighted_roi_mask(ref_m, u_alpha))
