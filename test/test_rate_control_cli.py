@@ -29,6 +29,16 @@ def folder(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads():
+    """--threads 1 (below) sets torch's thread count for this whole process: give later test modules theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 BASE = ["--model", "random", "--threads", "1", "--fps", str(FPS), "--static-box-rel", "0,0.5,1,1", "--roi-weight", "4",
         "--quiet"]
 
