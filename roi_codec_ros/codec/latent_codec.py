@@ -214,8 +214,8 @@ class _SidePool:
     (``ObjectPriorLatentCodec.parallel_side``): the worker runs the object prior's ``h_s`` while the caller runs the
     hyperprior's and then the GIL-bound work (z/w rANS, y's symbol list); after the combiner each thread looks up
     the scale-table indexes of half the channels.  Torch runs with one thread per Python thread for that span
-    (``torch.set_num_threads(1)``, process-wide, restored at the end): these float64 kernels are small, two
-    OpenMP/MKL threads each gained little on an idle machine and lost badly when a core was busy.  Same kernels on
+    (``torch.set_num_threads(1)``, process-wide, restored at the end): these float64 kernels are small, and with
+    two OpenMP/MKL threads each they took 4-6x their 1-thread time when a core was busy (docs/deployment.md).  Same kernels on
     the same float64 inputs, so the same bits (h_s gives the same bits at 1 and 2 threads: every decoder relies on
     that already; ``test/test_codec_speed.py`` checks the worker's h_s against the 2-thread one and the bytes of
     every schedule against CompressAI's calls)."""
