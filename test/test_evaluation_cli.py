@@ -184,3 +184,13 @@ def test_real_detector_on_bus_image(detector_weights, tmp_path):
     row = summarize(records)[0]
     assert 0.2 < row["roi_fraction"] < 0.9
     assert row["task_recall"] >= 0.75 and row["task_precision"] >= 0.75
+
+
+def test_anchor_by_prefix_and_an_unknown_anchor_falls_back(caplog):
+    from roi_codec_ros.cli.evaluate import _anchor
+
+    names = ["ours[default] α=1", "x264 420", "JPEG"]
+    assert _anchor(None, names) == "JPEG" and _anchor("x264 420", names) == "x264 420"
+    assert _anchor("x264", names) == "x264 420"  # the only family it starts
+    assert _anchor("x265", names) == "JPEG" and "not one of the evaluated families" in caplog.text
+    assert _anchor("ours", ["ours[a] α=1", "ours[b] α=1"]) == "ours[a] α=1"  # ambiguous: the default (first)

@@ -237,6 +237,19 @@ def _check_detector_match(codecs, detector, strict: bool = False) -> None:
             logging.warning("%s: %s (--strict-detector makes this an error)", codec.info.get("path", "our codec"), problem)
 
 
+def _anchor(requested: str | None, names: list[str]) -> str:
+    """The BD-rate anchor: the requested family, or the only family it starts ("x264" -> "x264 420"); an unknown
+    name warns and falls back to the default rather than losing the evaluation that just ran."""
+    default = PREFERRED_ANCHOR if PREFERRED_ANCHOR in names else names[0]
+    if requested is None or requested in names:
+        return requested or default
+    matches = [n for n in names if n.startswith(requested)]
+    if len(matches) == 1:
+        return matches[0]
+    logging.warning("--anchor %r is not one of the evaluated families %s: using %r", requested, names, default)
+    return default
+
+
 def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, on_result=None, on_records=None) -> int:
     codecs = build_codecs(args.codec or ["baselines"], args.rates, args.roi_weights, device=args.device)
     _check_detector_match(codecs, detector, args.strict_detector)
@@ -250,7 +263,7 @@ def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, o
         raise SystemExit("roi-codec: no frames were evaluated")
     summary = summarize(records)
     names = families(summary)
-    anchor = args.anchor or (PREFERRED_ANCHOR if PREFERRED_ANCHOR in names else names[0])
+    anchor = _anchor(args.anchor, names)
     meta.update(
         frames=len({r.frame for r in records}),
         resolution=sorted({f"{r.width}x{r.height}" for r in records}),
