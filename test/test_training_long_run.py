@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from roi_codec_ros.codec import RoiCodec
+from roi_codec_ros.codec import RoiCodec, load_model_file
 from roi_codec_ros.training.config import TrainConfig
 from roi_codec_ros.training.trainer import Run, amp_dtype, rd_score, train
 
@@ -162,6 +162,15 @@ def test_weight_average_is_validated_exported_and_resumed(tmp_path):
     assert train_cli(["train", "--export", str(tmp_path / "run" / "last.pt"), str(tmp_path / "exported.pt"), "--fp32"]) == 0
     by_cli = RoiCodec.load(tmp_path / "exported.pt").model.state_dict()
     assert all(torch.equal(by_cli[n].float(), ema[n].float()) for n in differ)
+    # the fp32 candidate re-exported as a shipped (fp16) model file: same weights to fp16 precision, same metadata
+    assert train_cli(["train", "--export", str(tmp_path / "run" / "best.pt"), str(tmp_path / "shipped.pt")]) == 0
+    shipped, shipped_info = load_model_file(tmp_path / "shipped.pt")
+    candidate, candidate_info = load_model_file(tmp_path / "run" / "best.pt")
+    assert shipped_info["metadata"]["steps"] == candidate_info["metadata"]["steps"]
+    assert shipped_info["detector"] == candidate_info["detector"]
+    for name, value in candidate.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(shipped.state_dict()[name], value.half().float()), name
     # resuming keeps the average (not restarted from the weights)
     resumed = Run(TrainConfig.from_dict({**cfg.to_dict(), "stop_after": 5}), 0, 1)
     resumed.resume_or_init()
