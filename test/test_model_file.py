@@ -100,7 +100,8 @@ def test_unsupported_version_and_damaged_layout(model_file, tmp_path):
 
 
 @pytest.mark.parametrize("path, model_id", [
-    (DEFAULT_MODEL_PATH, "0c766b87c4b97bbd"),
+    (DEFAULT_MODEL_PATH, "4b9c6bb3ad3f23ca"),
+    (REPO / "models" / "default_stage5.pt", "0c766b87c4b97bbd"),
     (REPO / "models" / "nofeat_baseline.pt", "db3e998161f5afb8"),
 ])
 def test_shipped_models_carry_a_verified_hash_and_keep_their_ids(path, model_id):
