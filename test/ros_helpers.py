@@ -32,3 +32,16 @@ def console_script(name: str) -> str:
     if found is None:
         raise FileNotFoundError(f"console script {name} not installed (pip install -e . / scripts/setup.sh)")
     return found
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

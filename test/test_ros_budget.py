@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import console_script, ros_env
+from ros_helpers import console_script, ros_env, wait_for
 
 H, W = 64, 96
 FPS = 8.0
@@ -34,16 +34,6 @@ WAIT_S = 60.0
 def _frame(i: int, cam: int) -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
     return np.stack([(xx * 4 + i + 7 * cam) % 256, (yy * 4) % 256, ((xx + yy) * 2 + 3 * i) % 256], -1).astype(np.uint8)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Rig:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import console_script, ros_env
+from ros_helpers import console_script, ros_env, wait_for
 
 HERE = Path(__file__).resolve()
 WAIT_S = 60.0
@@ -33,16 +33,6 @@ BIG_COUNT = 3
 
 def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Graph:

@@ -29,7 +29,7 @@ from roi_codec_ros.rate_control import BudgetAllocator
 from roi_codec_ros.rate_control.budget import CONTENT_MODES
 
 from .budget_core import SET_PARAMETERS_SUFFIX, STATISTICS_SUFFIX, TARGET_PARAMETER, TargetSender, camera_weights, report_fields
-from .ros_params import STATISTICS_QOS, Param, check_choices, current_values, declare_parameters, node_options, proposed_values, touches
+from .ros_params import STATISTICS_QOS, Param, check_parameter_change, current_values, declare_parameters, node_options, touches
 from .runtime import StartupError, main_of, message
 
 TOTAL_TOPIC = "~/total_kbps"
@@ -87,19 +87,8 @@ class BudgetNode(Node):
 
     # -- parameters ------------------------------------------------------------------------------------
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        if not touches(PARAMETERS, parameters):
-            return SetParametersResult(successful=True)
-        reason = check_choices(PARAMETERS, parameters)
-        if reason is None:
-            values = proposed_values(self, PARAMETERS, parameters)
-            try:
-                camera_weights(values["cameras"], values["weights"])
-            except ValueError as exc:
-                reason = str(exc)
-        if reason is not None:
-            self.get_logger().warning(f"rejected parameter change: {reason}")
-            return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+        return check_parameter_change(self, PARAMETERS, parameters,
+                                      lambda values: camera_weights(values["cameras"], values["weights"]))
 
     def _on_parameters_set(self, parameters) -> None:
         if not touches(PARAMETERS, parameters):

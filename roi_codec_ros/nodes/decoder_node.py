@@ -36,7 +36,7 @@ from .ros_params import (
     KEYFRAME_REQUEST_QOS,
     STATISTICS_QOS,
     Param,
-    check_choices,
+    check_parameter_change,
     current_values,
     declare_parameters,
     node_options,
@@ -106,10 +106,7 @@ class DecoderNode(Node):
         )
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        reason = check_choices(PARAMETERS, parameters)
-        if reason is not None:
-            return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+        return check_parameter_change(self, PARAMETERS, parameters)
 
     def _on_parameters_set(self, parameters) -> None:
         if not touches(PARAMETERS, parameters):

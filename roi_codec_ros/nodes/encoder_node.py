@@ -49,12 +49,11 @@ from .ros_params import (
     NO_BOXES,
     STATISTICS_QOS,
     Param,
+    check_parameter_change,
     boxes_from_parameter,
-    check_choices,
     current_values,
     declare_parameters,
     node_options,
-    proposed_values,
     qos_overrides,
     sensor_qos,
     touches,
@@ -280,18 +279,7 @@ class EncoderNode(Node):
         return settings
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        if not touches(PARAMETERS, parameters):
-            return SetParametersResult(successful=True)  # e.g. qos_overrides.* declared with a new publisher
-        reason = check_choices(PARAMETERS, parameters)
-        if reason is None:
-            try:
-                self._validated(proposed_values(self, PARAMETERS, parameters))
-            except ValueError as exc:
-                reason = str(exc)
-        if reason is not None:
-            self.get_logger().warning(f"rejected parameter change: {reason}")
-            return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+        return check_parameter_change(self, PARAMETERS, parameters, self._validated)
 
     def _on_parameters_set(self, parameters) -> None:
         if not touches(PARAMETERS, parameters):

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -175,6 +175,25 @@ def touches(table: Sequence[Param], parameters: Iterable) -> bool:
     """True when any of ``parameters`` is a row of ``table`` (callbacks also see qos_overrides.* declarations)."""
     names = {p.name for p in table}
     return any(p.name in names for p in parameters)
+
+
+def check_parameter_change(node: Node, table: Sequence[Param], parameters: Iterable, validate=None) -> SetParametersResult:
+    """The nodes' pre-set check: only changes of ``table``'s parameters are checked (others, e.g. qos_overrides.*
+    declared with a publisher, pass); choices first, then ``validate(proposed values)``, whose ValueError is the
+    reason. A rejection is logged and returned (``ros2 param set`` prints the reason)."""
+    parameters = list(parameters)
+    if not touches(table, parameters):
+        return SetParametersResult(successful=True)
+    reason = check_choices(table, parameters)
+    if reason is None and validate is not None:
+        try:
+            validate(proposed_values(node, table, parameters))
+        except ValueError as exc:
+            reason = str(exc)
+    if reason is not None:
+        node.get_logger().warning(f"rejected parameter change: {reason}")
+        return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
 
 
 def boxes_from_parameter(value: Any, name: str) -> tuple[tuple[float, float, float, float], ...]:
