@@ -14,21 +14,83 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
-class LatestFrameWorker(Generic[T]):
-    """One worker thread fed through a single slot; ``submit`` replaces a waiting item (counted in ``dropped``)."""
+class _WorkerThread:
+    """One daemon thread that handles what a subclass queues, one item at a time, and outlives a bad item.
 
-    def __init__(self, handle: Callable[[T], None], on_error: Callable[[BaseException], None], name: str = "worker"):
+    Subclasses hold the waiting items (under ``_cond``) and implement ``_has_work``, ``_take`` (the arguments of
+    the next ``handle`` call) and ``_discard`` (drop what waits, on stop)."""
+
+    def __init__(self, handle: Callable[..., None], on_error: Callable[[BaseException], None], name: str):
         self._handle = handle
         self._on_error = on_error
         self._cond = threading.Condition()
-        self._item: T | None = None
-        self._pending = False
         self._busy = False
         self._stopping = False
-        self.submitted = 0
-        self.dropped = 0
-        self.handled = 0
+        self.submitted = self.dropped = self.handled = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _has_work(self) -> bool:
+        raise NotImplementedError
+
+    def _take(self) -> tuple:
+        raise NotImplementedError
+
+    def _discard(self) -> None:
+        raise NotImplementedError
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is pending or running (for tests and shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._has_work() or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called: a handler checks it between stages to give up a frame early."""
+        return self._stopping
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Discard what waits, let the item in progress end, and end the thread; False if it is still running
+        after ``timeout`` s (a long encode cannot be interrupted: the caller exits anyway, the thread is a daemon)."""
+        with self._cond:
+            self._stopping = True
+            self._discard()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._has_work() and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                args = self._take()
+                self._busy = True
+            try:
+                self._handle(*args)
+            except BaseException as exc:  # noqa: BLE001 - one bad frame must never end the worker
+                self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self.handled += 1
+                    self._cond.notify_all()
+
+
+class LatestFrameWorker(_WorkerThread, Generic[T]):
+    """One worker thread fed through a single slot; ``submit`` replaces a waiting item (counted in ``dropped``)."""
+
+    def __init__(self, handle: Callable[[T], None], on_error: Callable[[BaseException], None], name: str = "worker"):
+        super().__init__(handle, on_error, name)
+        self._item: T | None = None
+        self._pending = False
         self._thread.start()
 
     def submit(self, item: T) -> bool:
@@ -42,49 +104,15 @@ class LatestFrameWorker(Generic[T]):
             self._cond.notify()
         return replaced
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing is pending or running (for tests and shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+    def _has_work(self) -> bool:
+        return self._pending
 
-    @property
-    def stopping(self) -> bool:
-        """True once ``stop`` was called: a handler checks it between stages to give up a frame early."""
-        return self._stopping
+    def _take(self) -> tuple:
+        item, self._item, self._pending = self._item, None, False
+        return (item,)
 
-    def stop(self, timeout: float = 1.0) -> bool:
-        """Discard a pending item, let the one in progress end, and end the thread; False if it is still running
-        after ``timeout`` s (a long encode cannot be interrupted: the caller exits anyway, the thread is a daemon)."""
-        with self._cond:
-            self._stopping = True
-            self._item, self._pending = None, False
-            self._cond.notify_all()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                item, self._item, self._pending, self._busy = self._item, None, False, True
-            try:
-                self._handle(item)
-            except BaseException as exc:  # noqa: BLE001 - one bad frame must never end the worker
-                self._on_error(exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self.handled += 1
-                    self._cond.notify_all()
+    def _discard(self) -> None:
+        self._item, self._pending = None, False
 
 
 class RateLimiter:
@@ -132,7 +160,7 @@ class RateWindow:
         return bits / span / 1000.0 if span > 0 else 0.0
 
 
-class StreamWorker(Generic[T]):
+class StreamWorker(_WorkerThread, Generic[T]):
     """One worker thread fed in order, for streams whose frames may depend on earlier ones (decoder side).
 
     Frames are handled in arrival order; a newly submitted *keyframe* drops every frame still waiting (counted in
@@ -146,14 +174,10 @@ class StreamWorker(Generic[T]):
                  name: str = "stream-worker", max_pending: int = 30):
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
-        self._handle, self._on_error, self.max_pending = handle, on_error, int(max_pending)
-        self._cond = threading.Condition()
+        super().__init__(handle, on_error, name)
+        self.max_pending = int(max_pending)
         self._queue: collections.deque[T] = collections.deque()
         self._broken = False
-        self._busy = False
-        self._stopping = False
-        self.submitted = self.dropped = self.handled = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, item: T, keyframe: bool) -> int:
@@ -175,43 +199,13 @@ class StreamWorker(Generic[T]):
             self._cond.notify()
         return dropped
 
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+    def _has_work(self) -> bool:
+        return bool(self._queue)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
+    def _take(self) -> tuple:
+        item, broken = self._queue.popleft(), self._broken
+        self._broken = False
+        return item, broken
 
-    def stop(self, timeout: float = 1.0) -> bool:
-        with self._cond:
-            self._stopping = True
-            self._queue.clear()
-            self._cond.notify_all()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                item, broken = self._queue.popleft(), self._broken
-                self._broken, self._busy = False, True
-            try:
-                self._handle(item, broken)
-            except BaseException as exc:  # noqa: BLE001 - one bad frame must never end the worker
-                self._on_error(exc)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self.handled += 1
-                    self._cond.notify_all()
+    def _discard(self) -> None:
+        self._queue.clear()
