@@ -2,7 +2,7 @@
 # The long run of the default model: one command to start/resume it in the background, watch it, stop it.
 #   bash scripts/train_default.sh start    # resume runs/default_long/ (or warm-start from the shipped model)
 #   bash scripts/train_default.sh status   # process, last log/val rows, best candidate
-#   bash scripts/train_default.sh stop     # SIGINT: finishes the step, writes the checkpoint, exits
+#   bash scripts/train_default.sh stop     # SIGTERM: finishes the step, writes the checkpoint, exits
 # Watch: tensorboard --logdir runs/default_long/tb ; tail -f runs/default_long/train.out
 # Env: TRAIN_CONFIG (default configs/default_long.yaml), TRAIN_THREADS (default 2), TRAIN_NICE (default 10).
 set -euo pipefail
@@ -29,7 +29,9 @@ case "${1:-status}" in
   stop)
     if ! running; then echo "not running"; exit 0; fi
     pid="$(cat "$pid_file")"
-    kill -INT "$pid"
+    # SIGTERM, not SIGINT: bash starts background jobs with SIGINT ignored, so a SIGINT sent before the trainer
+    # installs its handler would be lost; an early SIGTERM ends the process before its first step (nothing lost).
+    kill -TERM "$pid"
     for _ in $(seq 1 180); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then echo "still running after 180 s (pid $pid)" >&2; exit 1; fi
     rm -f "$pid_file"

@@ -137,6 +137,14 @@ def test_one_command_starts_stops_cleanly_and_resumes(tmp_path):
         while "resumed from" not in (run_dir / "train.out").read_text() and time.time() < deadline:
             time.sleep(1)
         assert f"at step {first}" in (run_dir / "train.out").read_text()
+        subprocess.run(script + ["stop"], env=env, check=True, timeout=240)
+        second = torch.load(run_dir / "last.pt", weights_only=False)["step"]
+        assert second >= first
+
+        # A stop sent while the run is still starting (imports, data, resume) must end it too and lose nothing.
+        subprocess.run(script + ["start"], env=env, check=True)
+        subprocess.run(script + ["stop"], env=env, check=True, timeout=240)
+        assert torch.load(run_dir / "last.pt", weights_only=False)["step"] >= second
     finally:
         subprocess.run(script + ["stop"], env=env, timeout=240)
     assert "not running" in subprocess.run(script + ["status"], env=env, capture_output=True, text=True).stdout

@@ -447,6 +447,13 @@ def _tensorboard(out_dir: Path):
 
 # -- main loop ------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig) -> Path:
+    # The stop handler goes in first: `scripts/train_default.sh` starts us in the background, where bash leaves
+    # SIGINT ignored, so a stop sent during the start-up (data, detector pass, resume) would otherwise be lost.
+    with StopRequest() as stop:
+        return _train(cfg, stop)
+
+
+def _train(cfg: TrainConfig, stop: StopRequest) -> Path:
     rank, world = _distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -468,27 +475,26 @@ def train(cfg: TrainConfig) -> Path:
     t0, images = time.time(), 0
     end = min(cfg.steps, cfg.stop_after or cfg.steps)
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not run.is_main, desc="train", mininterval=5)
-    with StopRequest() as stop:
-        deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-        while run.step < end and not stop.requested and time.time() < deadline:
-            batch = sample_batch(cfg, run.model_cfg, train_set, run.step, run.rng, run.device)
-            parts, aux_loss = run.train_step(net, batch)
-            now = time.time()
-            run.wall_s += now - t_step
-            t_step = now
-            images += cfg.batch_size * world
-            bar.update(1)
-            if run.is_main and (run.step % cfg.log_every == 0 or run.step == end):
-                ips = images / (time.time() - t0)
-                run.log_row(parts, aux_loss, batch["crop"], ips, writer)
-                psnr = 10 * math.log10(255**2 / max(parts["mse"].item(), 1e-9))
-                bar.set_postfix(loss=f"{parts['loss'].item():.2f}", bpp=f"{parts['bpp'].item():.3f}", psnr=f"{psnr:.2f}", ips=f"{ips:.1f}")
-            if run.is_main and (run.step % cfg.val_every == 0 or run.step == cfg.steps):
-                run.validate_and_export(val_set, writer)
-                t_step = time.time()  # validation is not training time
-            if time.time() - last_save > cfg.checkpoint_minutes * 60:
-                run.save_checkpoint()
-                last_save = time.time()
+    deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    while run.step < end and not stop.requested and time.time() < deadline:
+        batch = sample_batch(cfg, run.model_cfg, train_set, run.step, run.rng, run.device)
+        parts, aux_loss = run.train_step(net, batch)
+        now = time.time()
+        run.wall_s += now - t_step
+        t_step = now
+        images += cfg.batch_size * world
+        bar.update(1)
+        if run.is_main and (run.step % cfg.log_every == 0 or run.step == end):
+            ips = images / (time.time() - t0)
+            run.log_row(parts, aux_loss, batch["crop"], ips, writer)
+            psnr = 10 * math.log10(255**2 / max(parts["mse"].item(), 1e-9))
+            bar.set_postfix(loss=f"{parts['loss'].item():.2f}", bpp=f"{parts['bpp'].item():.3f}", psnr=f"{psnr:.2f}", ips=f"{ips:.1f}")
+        if run.is_main and (run.step % cfg.val_every == 0 or run.step == cfg.steps):
+            run.validate_and_export(val_set, writer)
+            t_step = time.time()  # validation is not training time
+        if time.time() - last_save > cfg.checkpoint_minutes * 60:
+            run.save_checkpoint()
+            last_save = time.time()
     bar.close()
     run.save_checkpoint()
     if run.is_main and cfg.export_path and run.step >= cfg.steps:
