@@ -319,9 +319,11 @@ class ObjectPriorLatentCodec(LatentCodec):
         with torch.no_grad():
             return self._compress_cached(y.detach().cpu(), side)
 
-    # _SidePool: "all" (default) = the two h_s and the index lookup on two threads, one torch thread each;
-    # "hs" = only the two h_s so, the combiner and lookup at the caller's thread count; False = serial
-    parallel_side: str | bool = "all"
+    # False (default) = serial, at the caller's torch thread count; _SidePool: "all" = the two h_s and the index
+    # lookup on two Python threads, one torch thread each; "hs" = only the two h_s so.  Same bytes in every mode.
+    # Serial won on an idle 2-core machine (17 vs 28 ms) and with one core training (19 vs 52 ms); "all" won only
+    # when the cores were oversubscribed several times over (docs/deployment.md).
+    parallel_side: str | bool = False
 
     def _compress_cached(self, y: Tensor, side: dict[str, Tensor]) -> dict[str, Any]:
         z_hat, z_symbols, z_shape = _quantize_side(self.hyper, side["z"])
