@@ -182,3 +182,104 @@ def test_overlay_colours_exactly_the_selected_boxes():
     picture = draw_overlay(np.zeros((H, W, 3), np.uint8), d, roi_mask_from_detections(d, (H, W), cfg), cfg)
     assert tuple(picture[70, 10]) == ROI_COLOR  # left edge of the car's box
     assert tuple(picture[70, 100]) == OTHER_COLOR  # left edge of the chair's box
+
+
+# -- per-class weights (RoiMaskConfig.class_weights) ------------------------------------------------------------
+def _binary_reference(boxes, soft_edge_px):
+    """The mask rule before class weights: 1 inside every box, linear fall-off from 1 over the soft edge."""
+    import cv2
+
+    mask = np.zeros((H, W), np.float32)
+    for box in boxes:
+        c0, r0, c1, r1 = box_pixel_bounds(box, H, W)
+        if c1 > c0 and r1 > r0:
+            mask[r0:r1, c0:c1] = 1.0
+    if soft_edge_px > 0 and mask.any():
+        dist = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        mask = np.clip(1.0 - dist / float(soft_edge_px), 0.0, 1.0).astype(np.float32)
+    return mask
+
+
+SCENE = dets([[10.5, 20.2, 90, 80], [60, 30, 70.7, 45], [150, 5, 180, 100], [-20, 100, 30, 140]], [2, 9, 0, 2],
+             [0.9, 0.8, 0.7, 0.6])
+
+
+@pytest.mark.parametrize("soft_edge_px", [0.0, 6.0])
+@pytest.mark.parametrize("weights", [(), {"car": 1.0, 0: 1.0}])
+def test_no_or_all_one_class_weights_give_todays_mask_bit_for_bit(soft_edge_px, weights):
+    config = RoiMaskConfig(margin_px=3, soft_edge_px=soft_edge_px, static_boxes=((0, 110, 40, 120),), class_weights=weights)
+    selection = select_roi(SCENE, (H, W), config)
+    got = selection.mask()
+    want = _binary_reference(selection.boxes, soft_edge_px)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    assert np.all(selection.weights == 1.0)
+
+
+def test_class_weights_set_the_mask_inside_each_class_and_overlaps_take_the_max():
+    config = RoiMaskConfig(margin_px=0, class_weights={"CAR": 0.5, "traffic light": 0.9})
+    m = roi_mask_from_detections(SCENE, (H, W), config)
+    assert m[50, 30] == np.float32(0.5)  # car only
+    assert m[40, 65] == np.float32(0.9)  # the traffic light inside the car: the larger weight
+    assert m[50, 160] == 1.0  # person: not listed, weight 1
+    assert m[5, 5] == 0.0
+    assert set(np.unique(m).tolist()) == {0.0, 0.5, np.float32(0.9).item(), 1.0}
+    # a light weight below the car's does not lower the car's pixels
+    low = roi_mask_from_detections(SCENE, (H, W), RoiMaskConfig(margin_px=0, class_weights={"car": 0.5, 9: 0.2}))
+    assert low[40, 65] == np.float32(0.5)
+    # static boxes keep weight 1 whatever the car weight
+    static = RoiMaskConfig(margin_px=0, static_boxes=((20, 40, 30, 50),), class_weights={"car": 0.25})
+    assert roi_mask_from_detections(SCENE, (H, W), static)[45, 25] == 1.0
+
+
+def test_class_weight_by_id_wins_over_the_name_and_zero_drops_the_class():
+    both = RoiMaskConfig(margin_px=0, class_weights={2: 0.3, "car": 0.7})
+    assert roi_mask_from_detections(SCENE, (H, W), both)[50, 30] == np.float32(0.3)
+    dropped = select_roi(SCENE, (H, W), RoiMaskConfig(margin_px=0, class_weights={"car": 0.0}))
+    assert list(dropped.detections.class_ids) == [9, 0]  # no car left: a weight-0 class is not ROI
+    assert dropped.mask()[50, 30] == 0.0 and list(dropped.weights) == [1.0, 1.0]
+
+
+def test_soft_edge_falls_off_from_the_box_weight():
+    d = dets([[50, 40, 70, 60], [120, 40, 140, 60]], [2, 0], [0.9, 0.9])
+    config = RoiMaskConfig(margin_px=0, soft_edge_px=10, class_weights={"car": 0.5})
+    m = roi_mask_from_detections(d, (H, W), config)
+    car_row, person_row = m[50, 30:80], m[50, 100:150]
+    assert np.all(m[40:60, 50:70] == np.float32(0.5)) and np.all(m[40:60, 120:140] == 1.0)
+    # 1 px outside the car's edge: 0.5 * (1 - 1/10); 10 px out: 0
+    assert m[50, 70] == pytest.approx(0.5 * 0.9) and m[50, 79] == 0.0 and m[50, 49] == pytest.approx(0.45)
+    assert m[50, 140] == pytest.approx(0.9) and m[50, 115] == pytest.approx(0.5)
+    assert np.all(np.diff(car_row[:20]) >= 0) and np.all(np.diff(person_row[:20]) >= 0)
+    assert m.max() == 1.0 and m.dtype == np.float32
+    # where fall-offs meet, the larger of weight * fall-off wins: the person's edge over the car's interior
+    near = dets([[50, 40, 70, 60], [72, 40, 90, 60]], [2, 0], [0.9, 0.9])
+    m = roi_mask_from_detections(near, (H, W), config)
+    assert m[50, 69] == pytest.approx(max(0.5, 1.0 - 3 / 10))  # 3 px from the person box
+
+
+def test_class_weights_validation_errors_are_clear():
+    for bad, match in [({"car": 1.5}, "in \\[0, 1\\]"), ({"car": -0.1}, "in \\[0, 1\\]"),
+                       ({"car": float("nan")}, "in \\[0, 1\\]"), ({"car": "high"}, "must be a number"),
+                       ({"car": True}, "must be a number"), ({True: 0.5}, "name or an id"),
+                       ({-1: 0.5}, "ids are >= 0"), ({" ": 0.5}, "non-empty name"), ({2.5: 0.5}, "name or an id"),
+                       ({"car": 0.5, "CAR": 0.4}, "given twice"), ([("car",)], "pairs")]:
+        with pytest.raises(ValueError, match=f"class_weights.*{match}"):
+            RoiMaskConfig(class_weights=bad)
+    # a mapping and pairs are the same config (stored sorted: hashable, equal)
+    assert RoiMaskConfig(class_weights={"car": 0.5, 9: 1}) == RoiMaskConfig(class_weights=[(9, 1.0), ("car", 0.5)])
+    assert RoiMaskConfig.from_dict({"class_weights": {"person": 1}}).class_weights == (("person", 1.0),)
+
+
+def test_parse_class_weights_text_and_parameter_items():
+    from roi_codec_ros.detector.roi_mask import class_weight_keys, parse_class_weight_items, parse_class_weights
+
+    assert parse_class_weights("person=1.0, traffic light=0.9,car=0.5, 7=0") == (
+        (7, 0.0), ("car", 0.5), ("person", 1.0), ("traffic light", 0.9))
+    assert parse_class_weights("") == parse_class_weights(" none ") == ()
+    assert parse_class_weight_items(["person=1", "car = 0.25"]) == (("car", 0.25), ("person", 1.0))
+    assert parse_class_weight_items([]) == ()
+    for bad in ["car", "car=", "=0.5", "car=half", "car=2"]:
+        with pytest.raises(ValueError, match="car|class weight"):
+            parse_class_weights(bad)
+    # unknown names are found the same way as unknown roi classes
+    config = RoiMaskConfig(class_weights=parse_class_weights("car=0.5,forklift=0.2,77=1"))
+    assert unknown_classes(NAMES, class_weight_keys(config)) == [77, "forklift"]
