@@ -45,3 +45,32 @@ def wait_for(condition, timeout: float, what: str):
             return result
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+# the COCO ids of the default ROI classes (an encoder whose detector lacks one of them refuses its roi.classes)
+COCO_ROAD_NAMES = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 6: "train", 7: "truck",
+                   9: "traffic light", 11: "stop sign"}
+
+
+class FixedDetector:
+    """Stands in for a DetectorAdapter in FrameEncoder (``FrameEncoder.detector``): the same detections for every
+    frame and no features (the neural codec zero-fills them), so ROI tests know every box."""
+
+    def __init__(self, detections):
+        from types import SimpleNamespace
+
+        self.names = detections.names
+        self._result = SimpleNamespace(features=None, detections=detections, latency_ms=0.5)
+
+    def __call__(self, image):
+        return self._result
+
+
+def car_and_traffic_light():
+    """Detections in a 64x128 frame: a large car (80x48 px) and a small traffic light (10x30 px)."""
+    import numpy as np
+
+    from roi_codec_ros.detector import Detections
+
+    boxes = np.array([[8, 8, 88, 56], [100, 10, 110, 40]], np.float32)
+    return Detections(boxes, np.array([2, 9]), np.array([0.9, 0.9], np.float32), COCO_ROAD_NAMES)

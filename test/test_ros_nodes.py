@@ -276,6 +276,62 @@ def test_max_rate_skips_frames_and_counts_them(graph):
     graph.remove(node)
 
 
+def test_live_class_weights_change_the_next_frames_and_bad_values_are_rejected(graph):
+    """A fixed frame with fixed detections (a car and a traffic light): setting roi.class_weights lowers the car's
+    mask on the next frame (roi_coverage in ~/statistics) and its bytes; a rejected value leaves the old one in force
+    (the next frame is coded exactly as before); 'none' restores the first frame's coding."""
+    from sensor_msgs.msg import Image
+
+    from ros_helpers import FixedDetector, car_and_traffic_light
+    from roi_codec_ros.msg import EncodedFrame, EncoderStatistics
+
+    ns = graph.namespace("weights")
+    node = encoder(graph, ns, roi_weight=16.0, roi__margin_px=0.0, statistics_period_s=60.0)
+    node.core.detector = FixedDetector(car_and_traffic_light())  # before the first frame; the codec zero-fills features
+    probe = graph.probe(ns)
+    frames = Recorder(probe, EncodedFrame, "image_raw/roi_codec", best_effort())
+    stats = Recorder(probe, EncoderStatistics, "encoder/statistics")
+    images = publisher_to(probe, Image, "image_raw", node)
+    image = rgb(64, 128, seed=7)
+
+    def coded(stamp):
+        images.publish(image_msg(image, "rgb8", stamp))
+        s = wait_for(lambda: next((m for m in stats.all() if m.has_frame and m.header.stamp.sec == stamp), None),
+                     WAIT_S, f"statistics of frame {stamp}")
+        f = wait_for(lambda: next((m for m in frames.all() if m.header.stamp.sec == stamp), None), WAIT_S, f"frame {stamp}")
+        assert s.bytes == len(f.data)
+        return s.roi_coverage, bytes(f.data)
+
+    car, light, pixels = 80 * 48, 10 * 30, 64 * 128
+    coverage, full = coded(1)
+    assert coverage == pytest.approx((car + light) / pixels)
+    assert node.set_parameters(params(roi__class_weights=["car=0.25", "traffic light=1.0"]))[0].successful
+    coverage, lowered = coded(2)
+    assert coverage == pytest.approx((0.25 * car + light) / pixels)
+    assert len(lowered) < len(full)
+
+    for bad, reason in ((["car=2"], "in [0, 1]"), (["forklift=0.5"], "unknown classes ['forklift'] in roi.class_weights"),
+                        (["car"], "'class=weight'"), (0.5, "must be 'none'")):
+        result = node.set_parameters(params(roi__class_weights=bad))[0]
+        assert not result.successful and reason in result.reason, (bad, result.reason)
+    # the same through the parameter service (what `ros2 param set` / roi-param call)
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe, node.get_fully_qualified_name())
+    assert client.wait_for_services(timeout_sec=WAIT_S)
+    future = client.set_parameters(params(roi__class_weights=["car=-1"]))
+    answer = wait_for(lambda: future.result() if future.done() else None, WAIT_S, "the set_parameters service").results[0]
+    assert not answer.successful and "in [0, 1]" in answer.reason
+    assert list(node.get_parameter("roi.class_weights").value) == ["car=0.25", "traffic light=1.0"]
+    coverage, kept = coded(3)
+    assert coverage == pytest.approx((0.25 * car + light) / pixels) and kept == lowered
+
+    assert node.set_parameters(params(roi__class_weights="none"))[0].successful
+    coverage, restored = coded(4)
+    assert coverage == pytest.approx((car + light) / pixels) and restored == full
+    graph.remove(node)
+
+
 def test_qos_overrides_use_the_standard_parameters(graph):
     from rclpy.qos import ReliabilityPolicy
 

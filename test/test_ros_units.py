@@ -312,6 +312,48 @@ def test_static_boxes_can_be_cleared_and_reject_non_numbers():
             settings_from_parameters({**values, "roi.static_boxes": value})
 
 
+def test_class_weights_parameter_maps_to_the_roi_config_and_rejects_bad_values():
+    """'none' (the default) and any empty array = no weights; 'class=weight' strings -> RoiMaskConfig.class_weights;
+    anything else is a ValueError naming the parameter and why."""
+    from roi_codec_ros.nodes.encoder_node import PARAMETERS, settings_from_parameters
+
+    values = {p.name: p.default for p in PARAMETERS}
+    assert values["roi.class_weights"] == "none" and settings_from_parameters(values).roi.class_weights == ()
+    for cleared in ("none", "NONE", [], ()):
+        assert settings_from_parameters({**values, "roi.class_weights": cleared}).roi.class_weights == ()
+    got = settings_from_parameters({**values, "roi.class_weights": ["traffic light=1.0", "car=0.5", "7=0.25"]})
+    assert got.roi.class_weights == ((7, 0.25), ("car", 0.5), ("traffic light", 1.0))
+    cases = [(["car=1.5"], "roi.class_weights.*in \\[0, 1\\]"), (["car"], "roi.class_weights.*'class=weight'"),
+             (["car=nan"], "in \\[0, 1\\]"), ("car=0.5", "got the string"), ([0.5, 1.0], "string array"),
+             ([True], "string array"), (["car=0.5", "Car=0.2"], "given twice"), (3.0, "must be 'none'")]
+    for value, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            settings_from_parameters({**values, "roi.class_weights": value})
+
+
+def test_frame_encoder_class_weights_lower_the_mask_and_the_bytes(random_codec):
+    from ros_helpers import FixedDetector, car_and_traffic_light
+
+    detector = FixedDetector(car_and_traffic_light())
+    encoder = FrameEncoder(random_codec)
+    encoder.detector = detector  # features=None: the neural codec zero-fills them
+    image = _image(64, 128, seed=5)
+    full = EncoderSettings(roi_weight=16.0, roi=RoiMaskConfig(margin_px=0))
+    half = full.replace(roi=RoiMaskConfig(margin_px=0, class_weights={"car": 0.5}))
+    full.check(random_codec, detector)
+    half.check(random_codec, detector)
+    a, b = encoder.encode(image, full), encoder.encode(image, half)
+    car, light = 80 * 48, 10 * 30
+    assert a.roi_coverage == pytest.approx((car + light) / (64 * 128))
+    assert b.roi_coverage == pytest.approx((0.5 * car + light) / (64 * 128))
+    assert [x.class_name for x in b.boxes] == ["car", "traffic light"]
+    assert len(b.frame.data) < len(a.frame.data)  # less ROI weight on the car's pixels: fewer bits
+    again = encoder.encode(image, full)
+    assert again.frame.data == a.frame.data  # the same settings give the same frame (deterministic)
+    with pytest.raises(ValueError, match="unknown classes \\['forklift'\\] in roi.class_weights"):
+        full.replace(roi=RoiMaskConfig(class_weights={"forklift": 0.5, "car": 1.0})).check(random_codec, detector)
+
+
 # -- frame sources ------------------------------------------------------------------------------------------
 def test_sources_bundled_folder_video_bag(tmp_path):
     import av

@@ -1,7 +1,8 @@
 """What encoder_node does per frame, without ROS: detector -> ROI selection and mask -> the engine's stream encoder.
 
     RGB frame --DetectorAdapter (once: features + detections; skipped with detector 'none')
-              --detector.roi_mask.select_roi (classes, confidence, margin, static boxes) --> ROI boxes and mask
+              --detector.roi_mask.select_roi (classes, confidence, margin, static boxes, class weights)
+                --> ROI boxes and mask (per-class weights: a fractional mask = intermediate ROI quality)
               --RateController.plan (target_kbps > 0: rate / ROI weight / skip for this frame; 0: `rate` as set)
               --StreamEncoder.encode(image, roi_mask, boxes, features, rate, roi_weight) --> EncodeResult
                 (engine 'neural': RoiCodec, every frame a keyframe; 'x264'/'x265'/...: roi_codec_ros.engine)
@@ -23,7 +24,7 @@ import numpy as np
 
 from roi_codec_ros.codec import RoiCodec
 from roi_codec_ros.detector import WEIGHTS_ENV, DetectorAdapter, DetectorWeightsError, Detections, RoiMaskConfig, unknown_classes
-from roi_codec_ros.detector.roi_mask import select_roi
+from roi_codec_ros.detector.roi_mask import class_weight_keys, select_roi
 from roi_codec_ros.engine import CodedFrame, Engine, check_keyframe_interval
 from roi_codec_ros.engine.neural import NeuralEngine, NeuralStreamEncoder
 from roi_codec_ros.rate_control import Decision, RateController, RateControllerConfig, check_kbps
@@ -115,9 +116,13 @@ class EncoderSettings:
             raise ValueError(f"statistics_window_s must be > 0, got {self.statistics_window_s}")
         self.rate_control.check(as_engine(engine))
         if detector is not None:
+            known = f"(it knows e.g. {list(detector.names.values())[:8]})"
             unknown = unknown_classes(detector.names, self.roi.classes)
             if unknown:
-                raise ValueError(f"unknown ROI classes {unknown} for this detector (it knows e.g. {list(detector.names.values())[:8]})")
+                raise ValueError(f"unknown ROI classes {unknown} for this detector {known}")
+            unknown = unknown_classes(detector.names, class_weight_keys(self.roi))
+            if unknown:
+                raise ValueError(f"unknown classes {unknown} in roi.class_weights for this detector {known}")
 
     def replace(self, **changes) -> "EncoderSettings":
         return dataclasses.replace(self, **changes)

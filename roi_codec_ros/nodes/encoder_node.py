@@ -47,10 +47,12 @@ from .images import image_to_rgb
 from .ros_params import (
     KEYFRAME_REQUEST_QOS,
     NO_BOXES,
+    NO_CLASS_WEIGHTS,
     STATISTICS_QOS,
     Param,
     check_parameter_change,
     boxes_from_parameter,
+    class_weights_from_parameter,
     current_values,
     declare_parameters,
     node_options,
@@ -127,6 +129,11 @@ PARAMETERS = (
     Param("roi.confidence", 0.25, "minimum detection score for an ROI box", range=(0.0, 1.0)),
     Param("roi.margin_px", 8.0, "pixels added around every detection box", range=(0.0, 1000.0)),
     Param("roi.soft_edge_px", 0.0, "linear fall-off of the ROI mask outside the boxes, pixels (0 = hard edges)", range=(0.0, 1000.0)),
+    Param("roi.class_weights", NO_CLASS_WEIGHTS, "per-class ROI priority: 'class=weight' items (class name or id, "
+          "weight in [0, 1]), e.g. ['traffic light=1.0', 'car=0.5']: the mask inside that class's boxes is the weight "
+          "(an intermediate ROI quality; 0 = not ROI), overlapping boxes take the largest; unlisted classes and static "
+          f"boxes 1.0; '{NO_CLASS_WEIGHTS}' (or an empty array) = every class 1.0; unknown names are rejected",
+          dynamic=True),
     Param("roi.static_boxes", NO_BOXES, f"always-ROI boxes in frame pixels, flattened x1,y1,x2,y2,... (4 numbers per box); "
           f"'{NO_BOXES}' (or an empty array) = no boxes", dynamic=True),
     Param("roi.static_boxes_rel", NO_BOXES, "always-ROI boxes as fractions of width/height, flattened x1,y1,x2,y2,...; "
@@ -153,6 +160,7 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
         confidence=values["roi.confidence"],
         margin_px=values["roi.margin_px"],
         soft_edge_px=values["roi.soft_edge_px"],
+        class_weights=class_weights_from_parameter(values["roi.class_weights"], "roi.class_weights"),
         static_boxes=boxes_from_parameter(values["roi.static_boxes"], "roi.static_boxes"),
         static_boxes_rel=boxes_from_parameter(values["roi.static_boxes_rel"], "roi.static_boxes_rel"),
     )

@@ -38,6 +38,7 @@ _TYPE_NAMES = {
 _FOREIGN_PREFIXES = ("qos_overrides.", "use_sim_time", "start_type_description_service")
 
 NO_BOXES = "none"  # the explicit "no static boxes" value (`ros2 param set` cannot send an empty array)
+NO_CLASS_WEIGHTS = "none"  # the same for "no class weights" (rcl's YAML parser cannot read an empty array either)
 
 # statistics: small, every one matters to a UI or a log
 STATISTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -223,6 +224,28 @@ def boxes_from_parameter(value: Any, name: str) -> tuple[tuple[float, float, flo
     if bad:
         raise ValueError(f"{name} must hold finite numbers, got {bad[0]!r}")
     return tuple(tuple(values[i : i + 4]) for i in range(0, len(values), 4))
+
+
+def class_weights_from_parameter(value: Any, name: str):
+    """Class weights of a ``class=weight`` string-array parameter: 'none' or any empty array -> none; else
+    ``RoiMaskConfig.class_weights`` pairs (``detector.roi_mask.parse_class_weight_items``). ValueError with the
+    reason for anything else (a number, a non-string item, a weight outside [0, 1])."""
+    from roi_codec_ros.detector.roi_mask import parse_class_weight_items
+
+    if isinstance(value, str):
+        if value.strip().casefold() == NO_CLASS_WEIGHTS:
+            return ()
+        raise ValueError(f"{name} must be '{NO_CLASS_WEIGHTS}' or a string array of 'class=weight' items, "
+                         f"e.g. ['person=1.0', 'car=0.5'], got the string {value!r}")
+    if not isinstance(value, (list, tuple)) and not hasattr(value, "__len__"):
+        raise ValueError(f"{name} must be '{NO_CLASS_WEIGHTS}' or a string array of 'class=weight' items, got {value!r}")
+    items = list(value)
+    if any(not isinstance(v, str) for v in items):
+        raise ValueError(f"{name} must be a string array of 'class=weight' items, got {items!r}")
+    try:
+        return parse_class_weight_items(items)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def sensor_qos() -> QoSProfile:
