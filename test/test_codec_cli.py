@@ -91,6 +91,22 @@ def test_missing_files_and_bad_values_exit_1(png, tmp_path, capsys):
     assert not (tmp_path / "o.rcb").exists()
 
 
+def test_class_weights_option_reaches_the_roi_config_and_bad_text_is_one_line(png, tmp_path, capsys):
+    import argparse
+
+    from roi_codec_ros.cli.common import add_roi_args, roi_config
+
+    parser = argparse.ArgumentParser()
+    add_roi_args(parser)
+    assert roi_config(parser.parse_args([])).class_weights == ()
+    config = roi_config(parser.parse_args(["--class-weights", "traffic light=1.0, person=1,car=0.5"]))
+    assert config.class_weights == (("car", 0.5), ("person", 1.0), ("traffic light", 1.0))
+    with pytest.raises(CliError, match="class weight 'car'"):
+        roi_config(parser.parse_args(["--class-weights", "car"]))
+    assert main(["encode", str(png), str(tmp_path / "o.rcb"), "--class-weights", "car=7", *RANDOM]) == 1
+    assert "in [0, 1]" in capsys.readouterr().err and not (tmp_path / "o.rcb").exists()
+
+
 def test_bad_boxes(png, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["encode", str(png), str(tmp_path / "o.rcb"), "--boxes", "1,2,3", *RANDOM])

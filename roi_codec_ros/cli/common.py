@@ -75,7 +75,7 @@ def read_boxes_file(path: str) -> list[tuple[float, float, float, float]]:
 
 
 def add_roi_args(p: argparse.ArgumentParser) -> None:
-    """``--classes --roi-conf --margin --soft-edge`` with RoiMaskConfig's defaults."""
+    """``--classes --roi-conf --margin --soft-edge --class-weights`` with RoiMaskConfig's defaults."""
     from roi_codec_ros.detector import DEFAULT_ROI_CLASSES, RoiMaskConfig
 
     d = RoiMaskConfig()
@@ -87,16 +87,27 @@ def add_roi_args(p: argparse.ArgumentParser) -> None:
                    help="pixels added around detector boxes (default: %(default)s)")
     p.add_argument("--soft-edge", type=float, default=d.soft_edge_px,
                    help="soft ROI edge width in pixels (default: %(default)s)")
+    add_class_weights_arg(p)
+
+
+def add_class_weights_arg(p) -> None:
+    """``--class-weights TEXT``: per-class ROI priority (RoiMaskConfig.class_weights)."""
+    p.add_argument("--class-weights", default="", metavar="TEXT",
+                   help="per-class ROI priority, comma-separated class=weight (weight in [0, 1]; unlisted classes "
+                        "1.0), e.g. 'traffic light=1.0,person=1.0,car=0.5': the mask inside that class's boxes (an "
+                        "intermediate ROI quality; 0 = not ROI)")
 
 
 def roi_config(args, static_boxes=(), static_boxes_rel=()):
     """RoiMaskConfig from ``add_roi_args`` options; bad values are a CliError."""
     from roi_codec_ros.detector import RoiMaskConfig, parse_classes
+    from roi_codec_ros.detector.roi_mask import parse_class_weights
 
     try:
         return RoiMaskConfig(
             classes=parse_classes(args.classes), confidence=args.roi_conf, margin_px=args.margin,
             static_boxes=tuple(static_boxes), static_boxes_rel=tuple(static_boxes_rel), soft_edge_px=args.soft_edge,
+            class_weights=parse_class_weights(args.class_weights),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc

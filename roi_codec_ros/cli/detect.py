@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     from roi_codec_ros.detector import DetectorAdapter, DetectorWeightsError, select_roi, unknown_classes
+    from roi_codec_ros.detector.roi_mask import class_weight_keys
     from roi_codec_ros.detector.overlay import draw_overlay
 
     try:
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = unknown_classes(det.names, config.classes)
     if missing:
         print(f"roi-codec detect: WARNING: the model has no class {missing} (ignored)", file=sys.stderr)
+    missing = unknown_classes(det.names, class_weight_keys(config))
+    if missing:
+        print(f"roi-codec detect: WARNING: the model has no class {missing} (--class-weights; ignored)", file=sys.stderr)
     print(f"detector: {det}")
 
     out_dir = Path(args.out)

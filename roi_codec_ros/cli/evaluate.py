@@ -38,7 +38,7 @@ from roi_codec_ros.evaluation.ours import (
 from roi_codec_ros.evaluation.report import families, write_report
 from roi_codec_ros.evaluation.runner import RoiSource, evaluate, records_as_dicts, summarize
 
-from .common import float_list
+from .common import add_class_weights_arg, float_list
 
 BASELINES = ("jpeg", "webp", "x264", "x264-444", "x265", "x265-444", "x264-roi")
 PREFERRED_ANCHOR = "JPEG"
@@ -146,6 +146,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                    help="comma-separated ROI class names, 'all' = every class (default: the RoiMaskConfig road users)")
     g.add_argument("--roi-confidence", type=float, default=None, help="minimum detector score for ROI boxes (default 0.25)")
     g.add_argument("--roi-margin", type=float, default=None, help="pixels added around ROI boxes (default 8)")
+    add_class_weights_arg(g)
     g.add_argument("--task-metric", action="store_true",
                    help="run the detector on every decoded frame: precision/recall at IoU 0.5 vs the original")
     g = parser.add_argument_group("measurement and report")
@@ -214,6 +215,7 @@ def _detector(args, required: bool):
 
 def _roi_config(args):
     from roi_codec_ros.detector import RoiMaskConfig, parse_classes
+    from roi_codec_ros.detector.roi_mask import parse_class_weights
 
     values = {}
     if args.roi_classes:
@@ -222,6 +224,7 @@ def _roi_config(args):
         values["confidence"] = args.roi_confidence
     if args.roi_margin is not None:
         values["margin_px"] = args.roi_margin
+    values["class_weights"] = parse_class_weights(args.class_weights)
     return RoiMaskConfig(**values)
 
 
@@ -254,6 +257,16 @@ def _run(args, frames, total: int | None, meta: dict, roi_mode: str, detector, o
     codecs = build_codecs(args.codec or ["baselines"], args.rates, args.roi_weights, device=args.device)
     _check_detector_match(codecs, detector, args.strict_detector)
     roi_config = _roi_config(args) if detector is not None or roi_mode == "detector" else None
+    if args.class_weights and roi_mode != "detector":
+        given = "labels" if roi_mode == "frame" else roi_mode
+        raise SystemExit(f"roi-codec: --class-weights needs the detector's ROI boxes (--roi detector), not --roi {given}")
+    if roi_config is not None and detector is not None:
+        from roi_codec_ros.detector import unknown_classes
+        from roi_codec_ros.detector.roi_mask import class_weight_keys
+
+        missing = unknown_classes(detector.names, class_weight_keys(roi_config))
+        if missing:
+            logging.warning("the detector has no class %s (--class-weights; ignored)", missing)
     roi_source = RoiSource(roi_mode, detector=detector, roi_config=roi_config)
     records = evaluate(
         frames, codecs, fps=meta["fps"], roi_source=roi_source, task_metric=args.task_metric,
