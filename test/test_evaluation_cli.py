@@ -194,3 +194,120 @@ def test_anchor_by_prefix_and_an_unknown_anchor_falls_back(caplog):
     assert _anchor("x264", names) == "x264 420"  # the only family it starts
     assert _anchor("x265", names) == "JPEG" and "not one of the evaluated families" in caplog.text
     assert _anchor("ours", ["ours[a] α=1", "ours[b] α=1"]) == "ours[a] α=1"  # ambiguous: the default (first)
+
+
+# -- per-class ROI PSNR and class weights ------------------------------------------------------------------------
+LIGHT = (96, 10, 104, 34)  # x1, y1, x2, y2 of a small blue 'traffic light'
+
+
+def two_class_scene(seed: int, light: bool) -> np.ndarray:
+    image = scene(seed)
+    if light:
+        x1, y1, x2, y2 = LIGHT
+        image[y1:y2, x1:x2] = (20, 30, 240)
+    return image
+
+
+class CarAndLightDetector(RedSquareDetector):
+    """Red pixels = a car (id 2), blue pixels = a traffic light (id 9)."""
+
+    names = {0: "person", 2: "car", 9: "traffic light"}
+
+    def __call__(self, image):
+        boxes, ids = [], []
+        for class_id, colour in ((2, (image[..., 0] > 180) & (image[..., 1] < 90) & (image[..., 2] < 90)),
+                                 (9, (image[..., 2] > 180) & (image[..., 0] < 90) & (image[..., 1] < 90))):
+            if colour.sum() >= 50:
+                ys, xs = np.nonzero(colour)
+                boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+                ids.append(class_id)
+        dets = Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(ids, np.int64),
+                          np.full(len(ids), 0.9, np.float32), self.names)
+
+        class Result:
+            features, detections = None, dets
+
+        return Result()
+
+
+def test_per_class_roi_psnr_per_frame_and_in_the_summary_and_report(tmp_path):
+    from roi_codec_ros.evaluation.metrics import boxes_to_mask, psnr
+    from roi_codec_ros.evaluation.report import write_report
+
+    frames = [Frame(name=str(i), image=two_class_scene(i, light=i != 1)) for i in range(3)]
+    records = evaluate(frames, [JpegCodec(30), GrayCodec()], roi_source=RoiSource("detector", detector=CarAndLightDetector()),
+                       with_msssim=False, progress=False)
+    m = 8  # the default margin: per-class PSNR is over the boxes the codec got
+    car = boxes_to_mask(np.array([[SQUARE[0] - m, SQUARE[1] - m, SQUARE[2] + m, SQUARE[3] + m]]), (H, W))
+    light = boxes_to_mask(np.array([[LIGHT[0] - m, LIGHT[1] - m, LIGHT[2] + m, LIGHT[3] + m]]), (H, W))
+    decoded = JpegCodec(30).decode(JpegCodec(30).encode(frames[0].image))
+    first = records[0]
+    assert (first.family, set(first.psnr_class)) == ("JPEG", {"car", "traffic light"})
+    assert first.psnr_class["car"] == pytest.approx(psnr(frames[0].image, decoded, car))
+    assert first.psnr_class["traffic light"] == pytest.approx(psnr(frames[0].image, decoded, light))
+    assert set(records[2].psnr_class) == {"car"}  # frame 1 (record 2, after the gray codec's): no light
+
+    rows = {row["family"]: row for row in summarize(records)}
+    jpeg = rows["JPEG"]
+    assert jpeg["class_frames"] == {"car": 3, "traffic light": 2}
+    by_frame = [r for r in records if r.family == "JPEG"]
+    assert jpeg["psnr_class"]["traffic light"] == pytest.approx(np.mean([r.psnr_class["traffic light"] for r in by_frame
+                                                                         if "traffic light" in r.psnr_class]))
+    assert rows["gray"]["psnr_class"]["car"] < jpeg["psnr_class"]["car"]
+
+    paths = write_report(tmp_path, {"title": "t"}, summarize(records), plots=False)
+    report = json.loads(paths["report.json"].read_text())
+    assert report["summary"][0]["class_frames"] == {"car": 3, "traffic light": 2}
+    text = paths["report.md"].read_text()
+    assert "## PSNR per ROI class" in text and "| codec | setting | car | traffic light |" in text
+    assert f"| JPEG | q=30 | {jpeg['psnr_class']['car']:.2f} (3) | {jpeg['psnr_class']['traffic light']:.2f} (2) |" in text
+
+
+def test_class_weights_reach_the_mask_our_codec_codes_with(random_codec):
+    from roi_codec_ros.detector import RoiMaskConfig
+    from roi_codec_ros.evaluation.ours import OursCodec
+
+    frames = [Frame(name="0", image=two_class_scene(0, light=True))]
+
+    def coded(class_weights):
+        source = RoiSource("detector", detector=CarAndLightDetector(), roi_config=RoiMaskConfig(class_weights=class_weights))
+        context = source(frames[0])
+        (record,) = evaluate(frames, [OursCodec(random_codec, 0.5, 16.0)], roi_source=source, with_msssim=False,
+                             progress=False)
+        return context, record
+
+    plain, plain_record = coded(())
+    assert plain.roi_mask is None  # no weights: the boxes' union, as before
+    weighted, weighted_record = coded({"car": 0.25})
+    assert set(np.unique(weighted.roi_mask).tolist()) == {0.0, 0.25, 1.0}
+    assert weighted.roi_mask[40, 50] == np.float32(0.25) and weighted.roi_mask[20, 100] == 1.0
+    assert weighted_record.num_bytes < plain_record.num_bytes
+    # the ROI metrics stay on the ROI boxes, whatever their weight
+    assert weighted_record.roi_fraction == plain_record.roi_fraction
+
+
+def test_eval_command_class_weights_options(labelled_folder, tmp_path, monkeypatch, capsys):
+    images, labels = labelled_folder
+    common = [str(images), "--codec", "jpeg:q=60", "--no-msssim", "--quiet", "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit, match="--class-weights needs the detector's ROI boxes"):
+        cli.main(["eval", *common, "--labels", str(labels), "--no-detector", "--class-weights", "car=0.5"])
+    monkeypatch.setattr(cli, "_detector", lambda args, required: CarAndLightDetector())
+    assert cli.main(["eval", *common, "--roi", "detector", "--class-weights", "car=1.5"]) == 2
+    assert "in [0, 1]" in capsys.readouterr().err
+    assert cli.main(["eval", *common, "--roi", "detector", "--class-weights", "car=0.5,traffic light=1"]) == 0
+    out = capsys.readouterr().out
+    assert "## PSNR per ROI class" in out and "| car |" in out
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "class_weights=(('car', 0.5), ('traffic light', 1.0))" in report["meta"]["roi_config"]
+
+
+def test_label_classes_give_per_class_psnr(tmp_path):
+    from roi_codec_ros.evaluation.frames import read_labels
+
+    path = tmp_path / "a.txt"
+    path.write_text("traffic light 10 20 50 60\n0 0.5 0.5 0.25 0.5\n")
+    boxes, classes = read_labels(path, (100, 200))
+    assert classes == ["traffic light", "0"] and boxes.shape == (2, 4)
+    frame = Frame(name="a", image=scene(0), boxes=np.array([SQUARE], float), box_classes=["car"])
+    (record,) = evaluate([frame], [JpegCodec(60)], roi_source=RoiSource("frame"), with_msssim=False, progress=False)
+    assert set(record.psnr_class) == {"car"} and record.psnr_class["car"] == pytest.approx(record.psnr_roi)

@@ -19,6 +19,7 @@ from roi_codec_ros.evaluation.metrics import (
     ms_ssim_regions,
     mse,
     psnr,
+    psnr_regions,
 )
 
 
@@ -36,6 +37,20 @@ def test_known_mse_gives_known_psnr():
     assert mse(original, decoded) == pytest.approx(25.0)
     # 10 log10(255^2 / 25) = 20 log10(51) = 34.1514 dB
     assert psnr(original, decoded) == pytest.approx(34.15140352, abs=1e-6)
+
+
+def test_psnr_regions_match_psnr_per_mask_and_empty_regions_are_nan():
+    original = textured(40, 60)
+    decoded = np.clip(original.astype(np.int16) + np.random.default_rng(1).integers(-9, 10, original.shape), 0, 255).astype(np.uint8)
+    masks = {"car": boxes_to_mask(np.array([[5, 5, 30, 20]]), (40, 60)),
+             "light": boxes_to_mask(np.array([[40, 2, 44.5, 15]]), (40, 60)), "none": np.zeros((40, 60), bool)}
+    got = psnr_regions(original, decoded, masks)
+    assert got["car"] == pytest.approx(psnr(original, decoded, masks["car"]), abs=1e-12)
+    assert got["light"] == pytest.approx(psnr(original, decoded, masks["light"]), abs=1e-12)
+    assert got["car"] != got["light"] and math.isnan(got["none"])
+    assert psnr_regions(original, decoded, {}) == {}
+    with pytest.raises(ValueError, match="mask shape"):
+        psnr_regions(original, decoded, {"bad": np.ones((4, 4), bool)})
 
 
 def test_identical_images_are_capped_not_infinite():

@@ -49,6 +49,7 @@ class Codec(abc.ABC):
 
     family: str = ""
     setting: str = ""
+    takes_roi_mask: bool = False  # encode(..., roi_mask=HxW float32 in [0, 1]) accepted (per-class ROI weights)
 
     @abc.abstractmethod
     def encode(self, image: np.ndarray, boxes: np.ndarray | None = None, features=None) -> bytes:

@@ -18,14 +18,20 @@ from roi_codec_ros.files import IMAGE_SUFFIXES, image_files, read_image_rgb
 
 from .runner import Frame
 
-__all__ = ["IMAGE_SUFFIXES", "count_folder_frames", "image_files", "iter_folder_frames", "read_image_rgb", "read_label_boxes"]
+__all__ = ["IMAGE_SUFFIXES", "count_folder_frames", "image_files", "iter_folder_frames", "read_image_rgb", "read_label_boxes",
+           "read_labels"]
 
 
 def read_label_boxes(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """(K,4) xyxy pixel boxes of a label file (see module doc) for a frame of ``shape`` = (H, W)."""
+    return read_labels(path, shape)[0]
+
+
+def read_labels(path: str | Path, shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """(boxes (K,4) xyxy pixels, class of each box as written: a name, which may hold spaces, or an id)."""
     path = Path(path)
     height, width = shape
-    boxes = []
+    boxes, classes = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -43,7 +49,8 @@ def read_label_boxes(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         if x2 < x1 or y2 < y1:
             raise ValueError(f"{path}:{number}: box {values} has x2 < x1 or y2 < y1")
         boxes.append(values)
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        classes.append(" ".join(parts[:-4]))
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), classes
 
 
 def iter_folder_frames(
@@ -58,11 +65,11 @@ def iter_folder_frames(
         raise FileNotFoundError(f"labels folder not found: {labels}")
     for path in files:
         image = read_image_rgb(path)
-        boxes = None
+        boxes = classes = None
         if labels is not None:
             label_file = labels / f"{path.stem}.txt"
-            boxes = read_label_boxes(label_file, image.shape[:2]) if label_file.is_file() else np.zeros((0, 4))
-        yield Frame(name=path.name, image=image, boxes=boxes)
+            boxes, classes = read_labels(label_file, image.shape[:2]) if label_file.is_file() else (np.zeros((0, 4)), [])
+        yield Frame(name=path.name, image=image, boxes=boxes, box_classes=classes)
 
 
 def count_folder_frames(folder: str | Path, stride: int = 1, max_frames: int | None = None) -> int:

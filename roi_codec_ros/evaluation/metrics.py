@@ -98,6 +98,20 @@ def psnr(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray | None = No
     return psnr_from_mse(mse(original, decoded, mask))
 
 
+def psnr_regions(original: np.ndarray, decoded: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """PSNR of several regions (e.g. one per class) with the squared error computed once; NaN for an empty one."""
+    _check_pair(original, decoded)
+    if not masks:
+        return {}
+    diff = original.astype(np.float64) - decoded.astype(np.float64)
+    squared = diff * diff
+    out = {}
+    for name, mask in masks.items():
+        mask = _check_mask(mask, original.shape[:2])
+        out[name] = psnr_from_mse(float(np.mean(squared[mask])) if mask.any() else float("nan"))
+    return out
+
+
 def _gaussian_window() -> np.ndarray:
     coords = np.arange(MSSSIM_WIN_SIZE, dtype=np.float64) - MSSSIM_WIN_SIZE // 2
     g = np.exp(-(coords**2) / (2 * MSSSIM_WIN_SIGMA**2))

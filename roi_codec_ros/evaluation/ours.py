@@ -3,7 +3,8 @@ baselines: our learned codec (``OursCodec``, the neural engine) and any other en
 real-time x264 engine the nodes run).
 
 The ROI mask an engine receives is the hard union of the same boxes every other codec and the ROI metrics use
-(``metrics.boxes_to_mask``), and the boxes themselves (classical engines code ROI per box); detector features are
+(``metrics.boxes_to_mask``) or, with per-class ROI weights, the runner's weighted mask (``RoiSelection.mask``), and
+the boxes themselves (classical engines code ROI per box); detector features are
 passed through to engines that use them when the evaluation runs a detector, else the neural codec zero-fills them
 (the "without object features" setting of the TUM paper).
 
@@ -52,11 +53,14 @@ class EngineCodec(Codec):
         self._decoder = None
         self.keyframes = 0
 
+    takes_roi_mask = True  # the engines' encoders take a mask (the neural codec reads fractional values)
+
     def reset(self) -> None:
         """Start a new stream with the next frame (a keyframe)."""
         self._encoder = self._decoder = None
 
-    def encode(self, image, boxes=None, features=None) -> bytes:
+    def encode(self, image, boxes=None, features=None, roi_mask=None) -> bytes:
+        """``roi_mask``: the mask to code with (e.g. class-weighted); None = the 0/1 union of ``boxes``."""
         image = check_image(image)
         if self._encoder is None:
             self._encoder = self.engine.stream_encoder(keyframe_interval=self.keyframe_interval, fps=self.fps)
@@ -64,6 +68,8 @@ class EngineCodec(Codec):
         if boxes is not None and len(boxes):
             box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
             mask = boxes_to_mask(box_array, image.shape[:2]).astype(np.float32)
+        if roi_mask is not None:
+            mask = np.asarray(roi_mask, np.float32)
         frame = self._encoder.encode(image, roi_mask=mask, boxes=box_array,
                                      features=features if self.engine.uses_features else None,
                                      rate=self.rate, roi_weight=self.roi_weight)

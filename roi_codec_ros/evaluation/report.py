@@ -3,7 +3,8 @@
 RD curves are per codec *family* (one setting per point, x = mean bpp of the whole frame, y = mean PSNR of the
 whole frame / the ROI / the background). BD-rate and BD-PSNR (bdrate.py, PCHIP) compare every family with the
 chosen anchor family on each of the three PSNRs.  For our codec, ``roi_weight_gains`` reports the ROI PSNR each
-ROI weight gains over uniform quality (α = 1) at equal total bpp.
+ROI weight gains over uniform quality (α = 1) at equal total bpp.  The per-class ROI PSNR (``psnr_class`` /
+``class_frames`` of each summary row) gets its own table.
 """
 from __future__ import annotations
 
@@ -148,10 +149,26 @@ def markdown_report(
         for row in gains:
             lines.append(f"| {row['family']} | {row['anchor']} | {_fmt(row['mean_db'])} dB | {_fmt(row['min_db'])} dB "
                          f"| {_fmt(row['max_db'])} dB |")
+    lines += class_psnr_lines(summary)
     if plots:
         lines += ["", "## RD curves", ""]
         lines += [f"![{name}]({path})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
+
+
+def class_psnr_lines(summary: Sequence[dict]) -> list[str]:
+    """Markdown table of the per-class ROI PSNR: one row per setting, one column per class (mean dB over the
+    frames where the class is present, that frame count in brackets); none when no frame had a known class."""
+    classes = sorted({c for row in summary for c in row.get("psnr_class") or {}})
+    if not classes:
+        return []
+    lines = ["", "## PSNR per ROI class (dB, mean over frames with the class; frames in brackets)", "",
+             "| codec | setting | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 2)]
+    for row in summary:
+        values, counts = row.get("psnr_class") or {}, row.get("class_frames") or {}
+        cells = [f"{_fmt(values[c])} ({counts[c]})" if c in values else "" for c in classes]
+        lines.append(f"| {row['family']} | {row['setting']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def rd_plot(summary: Sequence[dict], quality: str, path: Path, title: str) -> Path:

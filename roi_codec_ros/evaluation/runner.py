@@ -3,10 +3,13 @@
     frames ──> ROI boxes (labels | detector | none) ──┬─> codec.encode(image, boxes, features) -> bytes
                (+ detector features, reference dets)   │      codec.decode(bytes) -> image
                                                        └─> metrics: bytes, bpp, bitrate, PSNR / MS-SSIM
-                                                           whole / ROI / background, latency, task P/R
+                                                           whole / ROI / background, PSNR per ROI class,
+                                                           latency, task P/R
 
 Per frame and setting one ``FrameRecord``; ``summarize`` averages them per setting (mean of per-frame values;
-ROI means over frames that have an ROI) and pools the task-metric counts.
+ROI means over frames that have an ROI, per-class means over frames that have the class) and pools the
+task-metric counts.  Per-class PSNR is over the union of that class's ROI boxes (the boxes the codec got:
+detections grown by the margin; label boxes; static boxes are class "static").
 """
 from __future__ import annotations
 
@@ -21,19 +24,22 @@ from tqdm import tqdm
 from roi_codec_ros.detector.roi_mask import RoiMaskConfig, select_detections, select_roi
 
 from .baselines import Codec
-from .metrics import FrameQuality, bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality
+from .metrics import FrameQuality, bitrate_bps, bits_per_pixel, boxes_to_mask, check_image, frame_quality, psnr_regions
 from .task import MatchCounts, match_detections
 
 ROI_SOURCES = ("frame", "detector", "none")
+STATIC_CLASS = "static"  # class of the ROI config's static boxes (as the encoder node's RoiBox class_name)
 
 
 @dataclass
 class Frame:
-    """One input frame: HxWx3 uint8 RGB ``image``; ``boxes`` (K,4) xyxy ROI boxes when the source has labels."""
+    """One input frame: HxWx3 uint8 RGB ``image``; ``boxes`` (K,4) xyxy ROI boxes when the source has labels,
+    ``box_classes`` their class names (or ids as text) when known."""
 
     name: str
     image: np.ndarray
     boxes: np.ndarray | None = None
+    box_classes: list[str] | None = None
     stamp_ns: int = 0
     frame_id: str = ""
     source_encoding: str = "rgb8"
@@ -58,6 +64,7 @@ class FrameRecord(FrameQuality):
     task_fp: int | None = None
     task_fn: int | None = None
     params: dict = field(default_factory=dict)
+    psnr_class: dict[str, float] = field(default_factory=dict)  # class -> PSNR inside its boxes (classes present)
 
 
 @dataclass
@@ -67,14 +74,24 @@ class FrameContext:
     boxes: np.ndarray
     features: list | None
     reference: object | None  # Detections of the original frame (task metric), or None
+    box_classes: list[str] = field(default_factory=list)  # class of each box (empty: unknown)
+    roi_mask: np.ndarray | None = None  # the mask to code with when it is not the boxes' 0/1 union (class weights)
+
+    def class_masks(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+        """class -> HxW bool union of its boxes, for every class present (sorted by name)."""
+        if len(self.box_classes) != len(self.boxes):
+            return {}
+        classes = np.asarray(self.box_classes, dtype=object)
+        return {c: boxes_to_mask(self.boxes[classes == c], shape) for c in sorted(set(self.box_classes))}
 
 
 class RoiSource:
     """Turns a frame into ROI boxes, detector features and reference detections.
 
     mode "frame": the frame's own boxes (labels); "detector": the detector's boxes filtered by ``roi_config``
-    (``RoiMaskConfig``: classes, confidence, margin); "none": no ROI. With a detector, its features go to our codec
-    and its detections on the original frame are the task-metric reference, whatever the mode.
+    (``RoiMaskConfig``: classes, confidence, margin, class weights); "none": no ROI. With a detector, its features go
+    to our codec and its detections on the original frame are the task-metric reference, whatever the mode.  With
+    class weights, codecs that take a mask get the weighted mask (``RoiSelection.mask``) instead of the boxes' union.
     """
 
     def __init__(self, mode: str = "none", detector=None, roi_config=None):
@@ -90,9 +107,9 @@ class RoiSource:
         return select_detections(detections, self.roi_config)
 
     def __call__(self, frame: Frame) -> FrameContext:
-        features = reference = None
+        features = reference = roi_mask = None
         shape = frame.image.shape[:2]
-        boxes = np.zeros((0, 4))
+        boxes, classes = np.zeros((0, 4)), []
         if self.detector is not None:
             result = self.detector(frame.image)
             features = result.features
@@ -100,9 +117,14 @@ class RoiSource:
             reference = selection.detections
             if self.mode == "detector":
                 boxes = selection.boxes
+                chosen = selection.detections
+                classes = [chosen.label(i) for i in range(len(chosen))] + [STATIC_CLASS] * len(selection.static_boxes)
+                if self.roi_config.class_weights and not selection.empty:
+                    roi_mask = selection.mask()
         if self.mode == "frame" and frame.boxes is not None:
             boxes = np.asarray(frame.boxes, np.float64).reshape(-1, 4)
-        return FrameContext(boxes=boxes, features=features, reference=reference)
+            classes = list(frame.box_classes or [])
+        return FrameContext(boxes=boxes, features=features, reference=reference, box_classes=classes, roi_mask=roi_mask)
 
 
 def _task_counts(roi_source: RoiSource, context: FrameContext, decoded: np.ndarray) -> MatchCounts:
@@ -144,9 +166,12 @@ def evaluate(
         height, width = image.shape[:2]
         context = roi_source(frame)
         roi_mask = boxes_to_mask(context.boxes, (height, width))
+        class_masks = context.class_masks((height, width))
         for codec in codecs:
+            # a weighted mask only for codecs that take one (the others code the boxes as before)
+            mask_arg = {"roi_mask": context.roi_mask} if context.roi_mask is not None and codec.takes_roi_mask else {}
             start = time.perf_counter()
-            data = codec.encode(image, context.boxes, context.features)
+            data = codec.encode(image, context.boxes, context.features, **mask_arg)
             encoded = time.perf_counter()
             decoded = codec.decode(data)
             decode_ms = (time.perf_counter() - encoded) * 1e3
@@ -166,6 +191,7 @@ def evaluate(
                 decode_ms=decode_ms,
                 num_roi_boxes=len(context.boxes),
                 params=codec.params(),
+                psnr_class=psnr_regions(image, decoded, class_masks),
                 **quality.as_dict(),
             )
             if task_metric:
@@ -212,6 +238,9 @@ def summarize(records: Sequence[FrameRecord]) -> list[dict]:
         for name in MEAN_FIELDS:
             row[name] = _nanmean([getattr(r, name) for r in recs])
         row["frames_with_roi"] = sum(1 for r in recs if not math.isnan(r.psnr_roi))
+        classes = sorted({c for r in recs for c in r.psnr_class})
+        row["psnr_class"] = {c: _nanmean([r.psnr_class.get(c, math.nan) for r in recs]) for c in classes}
+        row["class_frames"] = {c: sum(1 for r in recs if c in r.psnr_class) for c in classes}
         row["encode_ms_p95"] = float(np.percentile([r.encode_ms for r in recs], 95))
         row["decode_ms_p95"] = float(np.percentile([r.decode_ms for r in recs], 95))
         if recs[0].task_tp is not None:
