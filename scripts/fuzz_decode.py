@@ -42,8 +42,10 @@ from roi_codec_ros.codec.bitstream import BitstreamError, pack_frame, unpack_fra
 
 # --- seeds ----------------------------------------------------------------------------------------------------
 
-# (height, width, rate, roi_weight, with ROI mask): small images keep a garbage decode at ~10 ms
-SEED_IMAGES = [(16, 16, 0.5, 1.0, False), (48, 80, 0.0, 1.0, False), (1, 70, 1.0, 1.0, False), (65, 33, 1.0, 8.0, True)]
+# (height, width, rate, roi_weight, with ROI mask, roi_gain): small images keep a garbage decode at ~10 ms; the
+# last two are version-2 frames (explicit latent scaling: a gain map)
+SEED_IMAGES = [(16, 16, 0.5, 1.0, False, 1.0), (48, 80, 0.0, 1.0, False, 1.0), (1, 70, 1.0, 1.0, False, 1.0),
+               (65, 33, 1.0, 8.0, True, 1.0), (65, 33, 1.0, 8.0, True, 4.0), (48, 130, 0.3, 4.0, True, 8.0)]
 MAX_FUZZ_SIDE = 256  # structure-aware size changes stay small so a garbage decode stays fast
 
 
@@ -52,11 +54,13 @@ def make_seeds(codec) -> list[bytes]:
 
     rng = np.random.default_rng(0)
     seeds = []
-    for h, w, rate, roi_weight, with_roi in SEED_IMAGES:
+    for h, w, rate, roi_weight, with_roi, roi_gain in SEED_IMAGES:
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         mask = np.zeros((h, w), np.float32)
         mask[: h // 2, : w // 2] = 1.0
-        seeds.append(codec.encode(image, roi_mask=mask if with_roi else None, rate=rate, roi_weight=roi_weight).data)
+        mask[h // 2 :, w // 2 :] = 0.4  # a second weight: a second gain level
+        seeds.append(codec.encode(image, roi_mask=mask if with_roi else None, rate=rate, roi_weight=roi_weight,
+                                  roi_gain=roi_gain).data)
     return seeds
 
 
@@ -110,8 +114,8 @@ def raw_splice(rng, seed, seeds):
 
 
 def raw_random(rng, seed, seeds):
-    data = rng.randbytes(rng.choice((0, 1, 3, 4, 43, 44, rng.randrange(200))))
-    return (b"RCB\x01" + data) if rng.random() < 0.5 else data
+    data = rng.randbytes(rng.choice((0, 1, 3, 4, 43, 44, 47, 48, rng.randrange(200))))
+    return (rng.choice((b"RCB\x01", b"RCB\x02")) + data) if rng.random() < 0.5 else data
 
 
 def _garbage_string(rng, original: bytes) -> bytes:
@@ -128,7 +132,7 @@ def _garbage_string(rng, original: bytes) -> bytes:
 
 def struct_payload(rng, seed, seeds):
     header, strings = unpack_frame(seed)
-    name = rng.choice(bs.STREAM_NAMES)
+    name = rng.choice(bs.STREAM_NAMES)  # the gain map has its own mutator (struct_gain_map)
     s = strings[name]
     op = rng.randrange(5)
     if op == 0:
@@ -153,7 +157,17 @@ def struct_resize(rng, seed, seeds):
     header, strings = unpack_frame(seed)
     h, w = rng.randrange(1, MAX_FUZZ_SIDE + 1), rng.randrange(1, MAX_FUZZ_SIDE + 1)
     shape = bs.latent_shape(h, w, header.pad_multiple)
-    return pack_frame(replace(header, height=h, width=w, z_shape=shape, w_shape=shape), strings)
+    header = replace(header, height=h, width=w, z_shape=shape, w_shape=shape)
+    return pack_frame(header, _refit_gain_map(rng, header, strings))
+
+
+def _refit_gain_map(rng, header, strings):
+    """A version-2 frame's gain map redrawn for the header's (changed) y grid, so the frame stays packable."""
+    if not header.has_gain_map:
+        return strings
+    levels = rng.randrange(2, bs.MAX_GAIN_LEVELS + 1)
+    cells = bytes(rng.randrange(levels) for _ in range(header.y_shape[0] * header.y_shape[1]))
+    return {**strings, "g": bs.pack_gain_map(bs.GainMap(code=rng.randrange(1, bs.MAX_GAIN_CODE + 1), levels=levels, cells=cells))}
 
 
 def struct_fields(rng, seed, seeds):
@@ -162,12 +176,14 @@ def struct_fields(rng, seed, seeds):
     if change == 0:
         header = replace(header, rate_code=rng.choice((0, 65535, rng.randrange(65536))))
     elif change == 1:
-        header = replace(header, flags=rng.randrange(bs.KNOWN_FLAGS + 1))
+        # the gain-map flag belongs to the version (pack_frame refuses a mismatch; struct_header_bytes tries it)
+        header = replace(header, flags=(rng.randrange(bs.KNOWN_FLAGS + 1) & ~bs.FLAG_LATENT_GAIN) | (header.flags & bs.FLAG_LATENT_GAIN))
     elif change == 2:
         header = replace(header, model_hash=rng.randbytes(8))
     else:
         shape = bs.latent_shape(header.height, header.width, 128)
         header = replace(header, pad_multiple=128, z_shape=shape, w_shape=shape)
+        strings = _refit_gain_map(rng, header, strings)
     return pack_frame(header, strings)
 
 
@@ -175,17 +191,47 @@ def struct_header_bytes(rng, seed, seeds):
     """Random bytes in the fixed header (after magic+version) with a correct CRC."""
     body = bytearray(seed[:-4])
     for _ in range(rng.choice((1, 2, 4))):
-        body[rng.randrange(4, bs.HEADER_BYTES)] = rng.randrange(256)
+        body[rng.randrange(3, bs.header_bytes(seed[3]))] = rng.randrange(256)  # the version byte too
     return with_crc(bytes(body))
 
 
 def struct_lengths(rng, seed, seeds):
-    """Move bytes between the three strings (lengths still add up) with a correct CRC."""
+    """Move bytes between the strings (lengths still add up) with a correct CRC."""
     body = bytearray(seed[:-4])
-    total = len(body) - bs.HEADER_BYTES
+    total = len(body) - bs.header_bytes(seed[3])
     a = rng.randrange(total + 1)
     b = rng.randrange(total - a + 1)
-    struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, total - a - b)
+    if seed[3] >= 2:  # four strings: y, z, w and the gain map
+        c = rng.randrange(total - a - b + 1)
+        struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, c)
+        struct.pack_into(">I", body, bs.HEADER_BYTES, total - a - b - c)
+    else:
+        struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, total - a - b)
+    return with_crc(bytes(body))
+
+
+def struct_gain_map(rng, seed, seeds):
+    """A version-2 frame whose gain map is garbage, truncated, of another size or level count (correct CRC)."""
+    header, strings = unpack_frame(seed)
+    if not header.has_gain_map:
+        return struct_payload(rng, seed, seeds)
+    cells = header.y_shape[0] * header.y_shape[1]
+    op = rng.randrange(6)
+    if op == 0:
+        g = rng.randbytes(rng.choice((0, 1, 2, 3, 16, 200)))
+    elif op == 1:  # a valid stream of the wrong cell count
+        g = strings["g"][:2] + zlib.compress(bytes(rng.randrange(4) for _ in range(max(0, cells + rng.choice((-1, 1, 64))))))
+    elif op == 2:  # code and levels anywhere in 0..255
+        g = bytes((rng.randrange(256), rng.randrange(256))) + strings["g"][2:]
+    elif op == 3:  # levels above the declared count
+        g = strings["g"][:2] + zlib.compress(bytes(rng.randrange(256) for _ in range(cells)))
+    elif op == 4:
+        g = strings["g"][: rng.randrange(len(strings["g"]))]
+    else:  # a valid map with other levels: decodes (a different gain), never crashes
+        levels = rng.randrange(2, bs.MAX_GAIN_LEVELS + 1)
+        g = bytes((rng.randrange(1, bs.MAX_GAIN_CODE + 1), levels)) + zlib.compress(bytes(rng.randrange(levels) for _ in range(cells)))
+    body = bytearray(pack_frame(header, strings)[: -4 - len(strings["g"])] + g)
+    struct.pack_into(">I", body, bs.HEADER_BYTES, len(g))
     return with_crc(bytes(body))
 
 
@@ -202,6 +248,7 @@ MUTATORS = {  # name -> (function, weight)
     "fields": (struct_fields, 8),
     "header_bytes": (struct_header_bytes, 8),
     "lengths": (struct_lengths, 9),
+    "gain_map": (struct_gain_map, 6),
 }
 
 

@@ -114,7 +114,7 @@ PNG_HEAD = bytes.fromhex("89504e470d0a1a0a0000000d494844520000001000000010080600
         (b"RC", "truncated"),
         (b"RCB", "truncated"),
         (b"RCB\x01" + b"\x00" * 10, "truncated"),
-        (b"RCB\x09" + b"\x00" * 100, r"unsupported format version 9 \(this decoder reads 1\)"),
+        (b"RCB\x09" + b"\x00" * 100, r"unsupported format version 9 \(this decoder reads 1, 2\)"),
         (b"RCB\x00" + b"\x00" * 100, "unsupported format version 0"),
         (b"\x00" * 1000, "bad magic"),
         (b"GIF89a" + b"\x00" * 100, "bad magic"),
@@ -197,7 +197,7 @@ def test_pack_rejects_bad_input():
     with pytest.raises(BitstreamError, match="rate code"):
         pack_frame(make_header(rate_code=70000), STRINGS)
     with pytest.raises(BitstreamError, match="unsupported format version"):
-        pack_frame(make_header(version=2), STRINGS)
+        pack_frame(make_header(version=3), STRINGS)
     with pytest.raises(BitstreamError, match="z latent shape"):
         pack_frame(make_header(z_shape=(1, 1)), STRINGS)
 
@@ -230,7 +230,7 @@ def headers(draw):
     return FrameHeader(
         model_hash=draw(st.binary(min_size=8, max_size=8)), height=height, width=width,
         rate_code=draw(st.integers(0, 65535)), z_shape=shape, w_shape=shape, pad_multiple=multiple,
-        flags=draw(st.integers(0, bs.KNOWN_FLAGS)),
+        flags=draw(st.integers(0, bs.FLAG_FEATURES | bs.FLAG_ROI)),  # version 1: no gain map
     )
 
 
@@ -288,3 +288,113 @@ def test_property_valid_crc_garbage_raises_or_parses_consistently(body):
     assert header.height * header.width <= bs.MAX_PIXELS
     assert header.z_shape == header.w_shape == bs.latent_shape(header.height, header.width, header.pad_multiple)
     assert sum(map(len, strings.values())) == len(frame) - bs.MIN_FRAME_BYTES
+
+
+# -- version 2: the gain map of explicit latent scaling ------------------------------------------------
+def gain_header(**overrides) -> FrameHeader:
+    return make_header(version=2, flags=bs.FLAG_ROI | bs.FLAG_LATENT_GAIN, **overrides)
+
+
+def gain_payload(code=48, levels=4, cells=None, y_shape=(8, 8)) -> bytes:
+    cells = bytes((i * 7) % levels for i in range(y_shape[0] * y_shape[1])) if cells is None else cells
+    return bs.pack_gain_map(bs.GainMap(code=code, levels=levels, cells=cells))
+
+
+def test_version_2_round_trip_with_gain_map():
+    strings = {**STRINGS, "g": gain_payload()}
+    frame = pack_frame(gain_header(), strings)
+    assert frame[:4] == b"RCB\x02"
+    header, parsed = unpack_frame(frame, expected_model_hash=HASH)
+    assert header == gain_header() and parsed == strings and header.has_gain_map
+    assert len(frame) == bs.header_bytes(2) + 4 + sum(map(len, strings.values()))
+    gain_map = bs.unpack_gain_map(parsed["g"], header.y_shape)
+    assert gain_map.code == 48 and gain_map.levels == 4 and len(gain_map.cells) == 64
+    assert gain_map.gain(0) == 1.0 and gain_map.gain(3) == 4.0 and gain_map.gain(1) == 2.0
+    assert bs.header_info(frame)["format_version"] == 2
+
+
+def test_gain_codes():
+    assert bs.gain_to_code(1.0) == 0 and bs.gain_to_code(4.0) == 48 and bs.gain_to_code(8.0) == bs.MAX_GAIN_CODE
+    assert bs.code_to_gain(bs.gain_to_code(2.53)) == 2.5 and bs.code_to_gain(bs.gain_to_code(2.55)) == 2.5625
+    for bad in (0.99, 8.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="gain"):
+            bs.gain_to_code(bad)
+
+
+def test_version_and_gain_flag_must_agree():
+    with pytest.raises(BitstreamError, match="gain-map flag"):
+        pack_frame(make_header(flags=bs.FLAG_LATENT_GAIN), STRINGS)
+    with pytest.raises(BitstreamError, match="gain-map flag"):
+        pack_frame(make_header(version=2), {**STRINGS, "g": gain_payload()})
+    with pytest.raises(BitstreamError, match="keys"):
+        pack_frame(gain_header(), STRINGS)  # version 2 needs the g payload
+    with pytest.raises(BitstreamError, match="keys"):
+        pack_frame(make_header(), {**STRINGS, "g": gain_payload()})
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "truncated"),
+    (b"\x30\x04", "truncated"),
+    (bytes((0, 4)) + zlib.compress(bytes(64)), "gain code 0"),
+    (bytes((113, 4)) + zlib.compress(bytes(64)), "gain code 113"),
+    (bytes((48, 1)) + zlib.compress(bytes(64)), "levels 1"),
+    (bytes((48, 17)) + zlib.compress(bytes(64)), "levels 17"),
+    (bytes((48, 4)) + b"not zlib at all", "zlib"),
+    (bytes((48, 4)) + zlib.compress(bytes(63)), "exactly 64 cells"),
+    (bytes((48, 4)) + zlib.compress(bytes(65)), "exactly 64 cells"),
+    (bytes((48, 4)) + zlib.compress(bytes(10**7)), "exactly 64 cells"),  # a zlib bomb is cut after 65 bytes
+    (bytes((48, 4)) + zlib.compress(bytes(64)) + b"x", "exactly 64 cells"),  # bytes after the stream
+    (bytes((48, 4)) + zlib.compress(bytes(64))[:-3], "exactly 64 cells"),  # stream not finished
+    (bytes((48, 4)) + zlib.compress(bytes([4]) * 64), "level 4"),
+])
+def test_bad_gain_maps_raise(payload, message):
+    with pytest.raises(BitstreamError, match=message):
+        bs.unpack_gain_map(payload, (8, 8))
+    with pytest.raises(BitstreamError, match=message):
+        pack_frame(gain_header(), {**STRINGS, "g": payload})  # the encoder never writes what it cannot read
+    # and a decoder given a frame (correct CRC) that carries it
+    good = gain_payload()
+    body = bytearray(pack_frame(gain_header(), {**STRINGS, "g": good})[: -4 - len(good)] + payload)
+    struct.pack_into(">I", body, bs.HEADER_BYTES, len(payload))
+    with pytest.raises(BitstreamError, match=message):
+        unpack_frame(recrc(bytes(body)))
+
+
+gain_maps = st.builds(
+    lambda code, levels, seed: bs.GainMap(code=code, levels=levels, cells=bytes(random.Random(seed).randrange(levels) for _ in range(64))),
+    st.integers(1, bs.MAX_GAIN_CODE), st.integers(2, bs.MAX_GAIN_LEVELS), st.integers(0, 10**6),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payloads, gain_maps, st.data())
+def test_property_version_2_corruption_always_raises(strings, gain_map, data):
+    frame = pack_frame(gain_header(), {**strings, "g": bs.pack_gain_map(gain_map)})
+    assert unpack_frame(frame)[1]["g"] == bs.pack_gain_map(gain_map)
+    kind = data.draw(st.sampled_from(["truncate", "flip", "insert", "delete"]))
+    if kind == "truncate":
+        mutated = frame[: data.draw(st.integers(0, len(frame) - 1))]
+    elif kind == "flip":
+        i = data.draw(st.integers(0, len(frame) - 1))
+        mutated = frame[:i] + bytes([frame[i] ^ data.draw(st.integers(1, 255))]) + frame[i + 1 :]
+    elif kind == "insert":
+        i = data.draw(st.integers(0, len(frame)))
+        mutated = frame[:i] + data.draw(st.binary(min_size=1, max_size=8)) + frame[i:]
+    else:
+        i = data.draw(st.integers(0, len(frame) - 1))
+        mutated = frame[:i] + frame[i + data.draw(st.integers(1, 8)) :]
+    with pytest.raises(BitstreamError):
+        unpack_frame(mutated)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=bs.header_bytes(2), max_size=bs.header_bytes(2) + 64))
+def test_property_valid_crc_version_2_garbage_raises_or_parses_consistently(body):
+    frame = recrc(b"RCB\x02" + body[4:])
+    try:
+        header, strings = unpack_frame(frame)
+    except BitstreamError:
+        return
+    assert header.has_gain_map and set(strings) == {"y", "z", "w", "g"}
+    bs.unpack_gain_map(strings["g"], header.y_shape)  # parses: unpack_frame checked it
+    assert sum(map(len, strings.values())) == len(frame) - bs.header_bytes(2) - 4

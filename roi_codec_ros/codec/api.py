@@ -36,17 +36,24 @@ from torch import Tensor
 from roi_codec_ros.devices import resolve_device
 
 from .bitstream import (
+    GAIN_STREAM,
     MAX_PIXELS,
     MAX_SIDE,
     FLAG_FEATURES,
+    FLAG_LATENT_GAIN,
     FLAG_ROI,
     BitstreamError,
     FrameHeader,
+    GainMap,
+    code_to_gain,
     code_to_rate,
+    gain_to_code,
     guard_rans_string,
     pack_frame,
+    pack_gain_map,
     rate_to_code,
     unpack_frame,
+    unpack_gain_map,
 )
 from compressai.ops import compute_padding
 
@@ -68,6 +75,7 @@ class EncodedFrame:
     model_id: str
     encode_ms: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    roi_gain: float = 1.0  # the explicit latent gain applied in the ROI (1 = none: no gain map was sent)
 
     @property
     def num_bytes(self) -> int:
@@ -111,6 +119,34 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     centred split is used, all of it at the bottom and right."""
     (left, right, top, bottom), _ = compute_padding(height, width, min_div=multiple)
     return height + top + bottom, width + left + right
+
+
+GAIN_LEVELS = 4  # gain-map levels the encoder writes: 0 (background, gain 1) .. 3 (full ROI weight, the ROI gain)
+Y_STRIDE = 16  # image pixels per y cell
+
+
+def gain_map_from_mask(roi_mask: np.ndarray | None, roi_gain: float, padded: tuple[int, int]) -> GainMap | None:
+    """The gain map of explicit latent scaling for an HxW ROI weight map in [0, 1]: each y cell takes the largest
+    weight of its 16x16 pixels (a small object never falls below a cell's threshold), quantised to GAIN_LEVELS.
+    None when there is nothing to scale (no mask, gain 1, or no cell above level 0): the frame stays version 1."""
+    code = gain_to_code(roi_gain)
+    if roi_mask is None or code == 0:
+        return None
+    h, w = roi_mask.shape
+    grid = np.zeros(padded, np.float32)  # the padding is background
+    grid[:h, :w] = np.clip(np.asarray(roi_mask, np.float32), 0.0, 1.0)
+    cells = grid.reshape(padded[0] // Y_STRIDE, Y_STRIDE, padded[1] // Y_STRIDE, Y_STRIDE).max(axis=(1, 3))
+    levels = np.rint(cells * (GAIN_LEVELS - 1)).astype(np.uint8)
+    if not levels.any():
+        return None
+    return GainMap(code=code, levels=GAIN_LEVELS, cells=levels.tobytes())
+
+
+def gain_tensor(gain_map: GainMap, y_shape: tuple[int, int]) -> Tensor:
+    """The (1, 1, h, w) float64 gains of a gain map, as the encoder and the decoder both compute them."""
+    table = torch.tensor([gain_map.gain(level) for level in range(gain_map.levels)], dtype=torch.float64)
+    cells = torch.frombuffer(bytearray(gain_map.cells), dtype=torch.uint8).long().reshape(1, 1, *y_shape)
+    return table[cells]
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -304,12 +340,16 @@ class RoiCodec:
         features: Sequence[Tensor] | None = None,
         rate: float = 0.5,
         roi_weight: float = 1.0,
+        roi_gain: float = 1.0,
     ) -> EncodedFrame:
         """Encode an HxWx3 uint8 RGB frame.
 
         roi_mask: HxW in [0,1] (bool or float), None = no ROI (uniform quality whatever roi_weight);
         features: the detector adapter's frame-aligned maps, None = zero-filled; rate in [0,1] (1 = most bits);
-        roi_weight = alpha >= 1 (1 = uniform quality).
+        roi_weight = alpha >= 1 (1 = uniform quality): the implicit ROI input the model was trained with;
+        roi_gain in [1, 8] (1 = off): explicit latent scaling, y's quantisation step divided by up to this much where
+        the mask is 1 (by less where it is fractional), sent as a gain map (format version 2): ROI quality beyond
+        what the rate knob alone reaches, at more bits.
         """
         start = time.perf_counter()
         image = _check_image(image)
@@ -324,6 +364,7 @@ class RoiCodec:
             roi_mask = np.asarray(roi_mask)
             if roi_mask.shape != (h, w):
                 raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
+        gain_map = gain_map_from_mask(roi_mask, roi_gain, padded)
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
         x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
         feats = self._features(features, h, w)
@@ -345,9 +386,13 @@ class RoiCodec:
             y = y.double().cpu().contiguous()
             side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
-        out = self._coder.compress(y, side=side)
+        gain = gain_tensor(gain_map, tuple(y.shape[-2:])) if gain_map is not None else None
+        out = self._coder.compress(y, side=side, gain=gain)
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None and self.uses_features else 0) | (FLAG_ROI if roi_mask is not None else 0)
+        if gain_map is not None:
+            strings[GAIN_STREAM] = pack_gain_map(gain_map)
+            flags |= FLAG_LATENT_GAIN
         header = FrameHeader(
             model_hash=self.model_hash,
             height=h,
@@ -357,6 +402,7 @@ class RoiCodec:
             w_shape=tuple(out["shape"]["w"]),
             pad_multiple=m,
             flags=flags,
+            version=2 if gain_map is not None else 1,
         )
         data = pack_frame(header, strings)
         end = time.perf_counter()
@@ -369,6 +415,7 @@ class RoiCodec:
             beta=float(self.ranges.beta(rate_q)),
             model_id=self.model_id,
             encode_ms=(end - start) * 1e3,
+            roi_gain=code_to_gain(gain_map.code) if gain_map is not None else 1.0,
             timings_ms={
                 "analysis": (t_analysis - start) * 1e3,  # input + g_a + side analysis (sum of the next three)
                 "input": (t_input - start) * 1e3,
@@ -445,8 +492,9 @@ class RoiCodec:
             name: [guard_rans_string(name, strings[name], channels[name] * shapes[name][0] * shapes[name][1])]
             for name in ("y", "z", "w")
         }
+        gain = gain_tensor(unpack_gain_map(strings[GAIN_STREAM], header.y_shape), header.y_shape) if header.has_gain_map else None
         try:
-            out = self._coder.decompress(guarded, shapes)
+            out = self._coder.decompress(guarded, shapes, gain=gain)
         except BitstreamError:
             raise
         except Exception as exc:  # the entropy decoder rejected the strings

@@ -17,6 +17,16 @@ One encoded frame is one ``.rcb`` byte string.  All integers are big-endian::
         40    *  payloads y, z, w (entropy-coded strings, in that order)
      end-4    4  CRC-32 (zlib.crc32) of every byte before it
 
+Version 2 (a frame with explicit latent scaling, ``FLAG_LATENT_GAIN``) is version 1 plus a fourth payload ``g``,
+the gain map: its uint32 length at offset 40 (header 44 bytes), its bytes after w's::
+
+         0    1  gain code n (1..MAX_GAIN_CODE): the ROI gain is 1 + n / GAIN_CODE_SCALE
+         1    1  levels L (2..MAX_GAIN_LEVELS)
+         2    *  zlib stream of one uint8 level 0..L-1 per cell of y's grid (row-major); a cell at level l has
+                 gain G = 1 + n * l / (GAIN_CODE_SCALE * (L - 1)): y is coded as round(y * G), scales * G
+
+A frame without a gain map is written as version 1, byte for byte as before, so earlier decoders read it.
+
 ``unpack_frame`` checks, in this order and before allocating anything sized by the stream: magic, version,
 minimum length, that the declared payload lengths add up to exactly the bytes present, the CRC, then every
 field against the limits below and the latent shapes against the image size.  Every failure raises
@@ -32,10 +42,11 @@ from typing import Mapping
 
 # --- format constants and limits (the one place for them) -------------------------------------------------
 MAGIC = b"RCB"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # the newest layout; frames without a gain map are still written as version 1
+SUPPORTED_VERSIONS = (1, 2)
 MODEL_HASH_BYTES = 8
 STREAM_NAMES = ("y", "z", "w")  # payload order in the container
+GAIN_STREAM = "g"  # version 2: the gain map, after w
 
 MAX_SIDE = 16384  # height and width, pixels
 MAX_PIXELS = 4096 * 4096  # height * width; bounds the decoder's memory (synthesis runs at full resolution)
@@ -45,7 +56,12 @@ Y_PER_Z = 4  # y's grid is 4x z's in each direction
 
 FLAG_FEATURES = 0x01
 FLAG_ROI = 0x02
-KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI
+FLAG_LATENT_GAIN = 0x04  # version 2 only: the frame carries a gain map
+KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI | FLAG_LATENT_GAIN
+
+GAIN_CODE_SCALE = 16  # gain = 1 + code / 16: exact binary fractions, the same float64 on every machine
+MAX_GAIN_CODE = 112  # gain <= 8
+MAX_GAIN_LEVELS = 16
 
 RATE_CODE_MAX = 0xFFFF
 
@@ -62,10 +78,16 @@ RANS_PAD_FILL = b"\x80"  # words >= 2**31 keep the decoder state large; no 0xF n
 # magic(3s) version(B) hash(8s) height width rate_code (H H H) flags pad_multiple (B B) z_h z_w w_h w_w (4H)
 # lengths (3I)
 _HEADER = struct.Struct(">3sB8sHHHBB4H3I")
+_GAIN_LENGTH = struct.Struct(">I")  # version 2: after the version-1 header
 _CRC = struct.Struct(">I")
-HEADER_BYTES = _HEADER.size  # 40
-MIN_FRAME_BYTES = HEADER_BYTES + _CRC.size  # 44: a frame with three empty payloads
+HEADER_BYTES = _HEADER.size  # 40 (version 1)
+MIN_FRAME_BYTES = HEADER_BYTES + _CRC.size  # 44: a version-1 frame with three empty payloads
 _LENGTHS_OFFSET = HEADER_BYTES - 12
+
+
+def header_bytes(version: int) -> int:
+    """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length)."""
+    return HEADER_BYTES + (_GAIN_LENGTH.size if version >= 2 else 0)
 
 
 class BitstreamError(ValueError):
@@ -112,7 +134,7 @@ class FrameHeader:
     w_shape: tuple[int, int]
     pad_multiple: int = 64
     flags: int = 0
-    version: int = FORMAT_VERSION
+    version: int = 1  # 2 = with a gain map (FLAG_LATENT_GAIN)
 
     @property
     def rate(self) -> float:
@@ -134,6 +156,66 @@ class FrameHeader:
     def has_roi(self) -> bool:
         return bool(self.flags & FLAG_ROI)
 
+    @property
+    def has_gain_map(self) -> bool:
+        return bool(self.flags & FLAG_LATENT_GAIN)
+
+
+@dataclass(frozen=True)
+class GainMap:
+    """Explicit latent scaling of one frame: a level 0..levels-1 per cell of y's grid (row-major bytes) and the
+    gain code of the top level; ``gain(level)`` is what the encoder multiplies y (and its scales) by."""
+
+    code: int
+    levels: int
+    cells: bytes
+
+    def gain(self, level: int) -> float:
+        """1 + code * level / (16 * (levels - 1)): one correctly rounded division, the same on every machine."""
+        denominator = GAIN_CODE_SCALE * (self.levels - 1)
+        return (denominator + self.code * int(level)) / denominator
+
+
+def gain_to_code(gain: float) -> int:
+    """The gain code (0..MAX_GAIN_CODE) nearest to ``gain`` in [1, 1 + MAX_GAIN_CODE / 16]; raises ValueError outside."""
+    gain = float(gain)
+    top = 1.0 + MAX_GAIN_CODE / GAIN_CODE_SCALE
+    if not 1.0 <= gain <= top:  # also NaN
+        raise ValueError(f"ROI latent gain must be in [1, {top:g}], got {gain}")
+    return int(round((gain - 1.0) * GAIN_CODE_SCALE))
+
+
+def code_to_gain(code: int) -> float:
+    return 1.0 + int(code) / GAIN_CODE_SCALE
+
+
+def pack_gain_map(gain_map: GainMap) -> bytes:
+    """The ``g`` payload of a version-2 frame."""
+    return bytes((gain_map.code, gain_map.levels)) + zlib.compress(bytes(gain_map.cells), 9)
+
+
+def unpack_gain_map(payload: bytes, y_shape: tuple[int, int]) -> GainMap:
+    """Parse and check a ``g`` payload for y's grid (raises ``BitstreamError``); never inflates past the grid."""
+    payload = bytes(payload)
+    if len(payload) < 3:
+        raise BitstreamError(f"gain map of {len(payload)} bytes is truncated (code, levels, zlib stream)")
+    code, levels = payload[0], payload[1]
+    if not 1 <= code <= MAX_GAIN_CODE:
+        raise BitstreamError(f"gain code {code} out of range 1..{MAX_GAIN_CODE}")
+    if not 2 <= levels <= MAX_GAIN_LEVELS:
+        raise BitstreamError(f"gain map levels {levels} out of range 2..{MAX_GAIN_LEVELS}")
+    n = int(y_shape[0]) * int(y_shape[1])
+    inflater = zlib.decompressobj()
+    try:
+        cells = inflater.decompress(payload[2:], n + 1)  # at most one byte past the grid: no zlib bomb
+    except zlib.error as exc:
+        raise BitstreamError(f"gain map is not a valid zlib stream: {exc}") from exc
+    if len(cells) != n or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise BitstreamError(f"gain map does not hold exactly {n} cells for y's grid {tuple(y_shape)} in one zlib stream")
+    if max(cells) >= levels:
+        raise BitstreamError(f"gain map holds level {max(cells)}, but has only {levels} levels")
+    return GainMap(code=code, levels=levels, cells=cells)
+
 
 def _check_header(header: FrameHeader) -> None:
     """Raise ``BitstreamError`` unless every field is within the documented limits and consistent."""
@@ -150,6 +232,9 @@ def _check_header(header: FrameHeader) -> None:
         raise BitstreamError(f"rate code {header.rate_code} out of range 0..{RATE_CODE_MAX}")
     if header.flags & ~KNOWN_FLAGS & 0xFF or not 0 <= header.flags <= 0xFF:
         raise BitstreamError(f"flags 0x{header.flags:02x} set reserved bits (known: 0x{KNOWN_FLAGS:02x})")
+    if header.has_gain_map != (header.version >= 2):
+        raise BitstreamError(f"version {header.version} frame {'with' if header.has_gain_map else 'without'} the gain-map "
+                             "flag (a gain map is what version 2 adds)")
     m = header.pad_multiple
     if not (0 < m <= 0xFF and m % Z_STRIDE == 0):
         raise BitstreamError(f"pad multiple {m} is not a positive multiple of {Z_STRIDE} below 256")
@@ -172,12 +257,15 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
     encoder never writes a frame it cannot read back.
     """
     _check_header(header)
-    if set(strings) != set(STREAM_NAMES):
-        raise BitstreamError(f"strings must have exactly the keys {STREAM_NAMES}, got {sorted(strings)}")
-    payloads = [bytes(strings[name]) for name in STREAM_NAMES]
-    for name, payload in zip(STREAM_NAMES, payloads):
+    names = _payload_names(header.version)
+    if set(strings) != set(names):
+        raise BitstreamError(f"strings must have exactly the keys {names}, got {sorted(strings)}")
+    payloads = [bytes(strings[name]) for name in names]
+    for name, payload in zip(names, payloads):
         if len(payload) > MAX_STREAM_BYTES:
             raise BitstreamError(f"{name} string of {len(payload)} bytes exceeds the limit of {MAX_STREAM_BYTES}")
+    if header.has_gain_map:
+        unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
     head = _HEADER.pack(
         MAGIC,
         header.version,
@@ -189,22 +277,28 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
         header.pad_multiple,
         *header.z_shape,
         *header.w_shape,
-        *(len(p) for p in payloads),
+        *(len(p) for p in payloads[:3]),
     )
+    if header.version >= 2:
+        head += _GAIN_LENGTH.pack(len(payloads[3]))
     body = head + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
 
 
 def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple[FrameHeader, dict[str, bytes]]:
-    """Parse and validate a ``.rcb`` frame -> (header, {"y": bytes, "z": bytes, "w": bytes}).
+    """Parse and validate a ``.rcb`` frame -> (header, {"y": bytes, "z": bytes, "w": bytes} (+ "g" in version 2)).
 
     With ``expected_model_hash`` the frame must have been made by that model.  Raises ``BitstreamError``
     for anything truncated, corrupted, foreign, unsupported or out of the documented limits.
     """
     view = _as_bytes(data)
     _check_envelope(view)
+    version = view[len(MAGIC)]
     lengths = struct.unpack_from(">3I", view, _LENGTHS_OFFSET)
-    declared, present = sum(lengths), len(view) - MIN_FRAME_BYTES
+    if version >= 2:
+        lengths += _GAIN_LENGTH.unpack_from(view, HEADER_BYTES)
+    head_bytes = header_bytes(version)
+    declared, present = sum(lengths), len(view) - head_bytes - _CRC.size
     if declared > present:
         raise BitstreamError(f"truncated: header says {declared} payload bytes, {present} present")
     if declared < present:
@@ -229,18 +323,25 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
         version=version,
     )
     _check_header(header)
-    for name, length in zip(STREAM_NAMES, lengths):
+    names = _payload_names(version)
+    for name, length in zip(names, lengths):
         if length > MAX_STREAM_BYTES:
             raise BitstreamError(f"{name} string of {length} bytes exceeds the limit of {MAX_STREAM_BYTES}")
     if expected_model_hash is not None and model_hash != expected_model_hash:
         raise BitstreamError(
             f"made by model {model_hash.hex()} but this decoder has model {bytes(expected_model_hash).hex()}"
         )
-    strings, offset = {}, HEADER_BYTES
-    for name, length in zip(STREAM_NAMES, lengths):
+    strings, offset = {}, head_bytes
+    for name, length in zip(names, lengths):
         strings[name] = bytes(view[offset : offset + length])
         offset += length
+    if header.has_gain_map:
+        unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
     return header, strings
+
+
+def _payload_names(version: int) -> tuple[str, ...]:
+    return STREAM_NAMES + ((GAIN_STREAM,) if version >= 2 else ())
 
 
 def _as_bytes(data: bytes) -> memoryview:
@@ -263,8 +364,9 @@ def _check_envelope(view: memoryview) -> None:
     version = view[len(MAGIC)]
     if version not in SUPPORTED_VERSIONS:
         raise BitstreamError(f"unsupported format version {version} (this decoder reads {_supported()})")
-    if n < MIN_FRAME_BYTES:
-        raise BitstreamError(f"truncated: {n} bytes, a frame has at least {MIN_FRAME_BYTES}")
+    minimum = header_bytes(version) + _CRC.size
+    if n < minimum:
+        raise BitstreamError(f"truncated: {n} bytes, a version-{version} frame has at least {minimum}")
 
 
 def guard_rans_string(name: str, data: bytes, num_symbols: int) -> bytes:

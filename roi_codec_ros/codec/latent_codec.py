@@ -297,8 +297,13 @@ class ObjectPriorLatentCodec(LatentCodec):
         so they may run on any device/precision; only what follows the decoded strings must match the decoder."""
         return {"z": self.hyper.h_a(y), "w": self.object.h_a(torch.cat([y, f], dim=1))}
 
-    def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None,
+                 gain: Tensor | None = None) -> dict[str, Any]:
         """Code one frame's ``y`` with its side latents ``side = {"z", "w"}`` (``analyse_side(y, f)`` if not given).
+
+        ``gain``: explicit latent scaling, a float64 (1, 1, h, w) map >= 1 on y's grid (from the bitstream's gain map):
+        y is coded as ``round(y * gain)`` with the scales times ``gain`` (a finer quantisation step where the gain is
+        high), and ``y_hat = round(y * gain) / gain``.  ``decompress`` must get the same map.
 
         The float64 parts the decoder recomputes (z_hat/w_hat, h_s, i_s, the combiner, the indexes) run in float64
         on the CPU whatever dtype ``y``/``z``/``w`` come in (converted exactly); ``y`` itself is only rounded, which
@@ -306,6 +311,8 @@ class ObjectPriorLatentCodec(LatentCodec):
         check_codable("y", y)
         side = side if side is not None else self.analyse_side(y, f)
         if not self.use_cached_tables:  # the earlier path: CompressAI's calls, everything in float64
+            if gain is not None:
+                raise ValueError("latent gains need the cached-table coder (use_cached_tables)")
             y = y.to(torch.float64)
             z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), False)
             w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), False)
@@ -317,7 +324,7 @@ class ObjectPriorLatentCodec(LatentCodec):
                 "y_hat": conditional.quantize(y, "dequantize"),
             }
         with torch.no_grad():
-            return self._compress_cached(y.detach().cpu(), side)
+            return self._compress_cached(y.detach().cpu(), side, gain)
 
     # False (default) = serial, at the caller's torch thread count; _SidePool: "all" = the two h_s and the index
     # lookup on two Python threads, one torch thread each; "hs" = only the two h_s so.  Same bytes in every mode.
@@ -325,12 +332,16 @@ class ObjectPriorLatentCodec(LatentCodec):
     # when the cores were oversubscribed several times over (docs/deployment.md).
     parallel_side: str | bool = False
 
-    def _compress_cached(self, y: Tensor, side: dict[str, Tensor]) -> dict[str, Any]:
+    def _compress_cached(self, y: Tensor, side: dict[str, Tensor], gain: Tensor | None = None) -> dict[str, Any]:
         z_hat, z_symbols, z_shape = _quantize_side(self.hyper, side["z"])
         w_hat, w_symbols, w_shape = _quantize_side(self.object, side["w"])
         # GaussianConditionalLatentCodec.compress would also decode y's string to return y_hat (a third of the
         # entropy-coding time); with scales only (no means) y_hat is round(y), so code y directly.
-        y_hat = torch.round(y)
+        if gain is not None:
+            _check_gain(gain, y)
+            y_hat = torch.round(y.to(torch.float64) * gain)  # the symbols; divided by the gain below
+        else:
+            y_hat = torch.round(y)
         conditional = self.y.gaussian_conditional
         threads = torch.get_num_threads()
         mode = self.parallel_side if threads > 1 else False
@@ -340,7 +351,8 @@ class ObjectPriorLatentCodec(LatentCodec):
             z_string = _encode_side(self.hyper, z_symbols, z_shape)
             w_string = _encode_side(self.object, w_symbols, w_shape)
             y_symbols = _int_list(y_hat.long())
-            indexes = _int_list(conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))))
+            scales = _scaled(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)), gain)
+            indexes = _int_list(conditional.build_indexes(scales))
         else:
             pool, inference = _SIDE_POOL.pool(), torch.is_inference_mode_enabled()
             # one torch thread per Python thread for the span (torch's thread count is per process: restored after)
@@ -355,7 +367,7 @@ class ObjectPriorLatentCodec(LatentCodec):
                 w_params = job.result()
                 if mode != "all":
                     torch.set_num_threads(threads)
-                scales = self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))
+                scales = _scaled(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)), gain)
                 if mode == "all":  # the table lookup is elementwise: two halves of the channels, concatenated
                     half = scales.shape[1] // 2
                     job = pool.submit(_without_grad, inference, _index_list, conditional, scales[:, half:])
@@ -369,13 +381,17 @@ class ObjectPriorLatentCodec(LatentCodec):
         return {
             "strings": {"y": [y_string], "z": [z_string], "w": [w_string]},
             "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
-            "y_hat": y_hat,
+            "y_hat": y_hat if gain is None else (y_hat / gain).to(y.dtype),
         }
 
-    def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]], **kwargs) -> dict[str, Any]:
-        """The three strings (one frame) -> ``y_hat`` (float32: integers, exact).  Same maths as CompressAI's
+    def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]],
+                   gain: Tensor | None = None, **kwargs) -> dict[str, Any]:
+        """The three strings (one frame) -> ``y_hat`` (float32: integers, exact; with ``gain`` (see ``compress``)
+        ``symbols / gain``, computed in float64).  Same maths as CompressAI's
         ``HyperLatentCodec``/``GaussianConditionalLatentCodec.decompress``, coded through ``RansTables``."""
         if not self.use_cached_tables:
+            if gain is not None:
+                raise ValueError("latent gains need the cached-table coder (use_cached_tables)")
             hyper_out = self.hyper.decompress([strings["z"]], shape["z"])
             object_out = self.object.decompress([strings["w"]], shape["w"])
             params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
@@ -385,8 +401,24 @@ class ObjectPriorLatentCodec(LatentCodec):
         z_params = _decompress_side(self.hyper, strings["z"][0], shape["z"])
         w_params = _decompress_side(self.object, strings["w"][0], shape["w"])
         conditional = self.y.gaussian_conditional
-        indexes = conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)))
-        if tuple(indexes.shape[-2:]) != tuple(shape["y"]):
-            raise ValueError(f"y shape {tuple(shape['y'])} does not match its side information {tuple(indexes.shape[-2:])}")
+        scales = self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))
+        if tuple(scales.shape[-2:]) != tuple(shape["y"]):
+            raise ValueError(f"y shape {tuple(shape['y'])} does not match its side information {tuple(scales.shape[-2:])}")
+        if gain is not None:
+            _check_gain(gain, scales)
+        indexes = conditional.build_indexes(_scaled(scales, gain))
         values = _tables(conditional).decode(strings["y"][0], indexes)
+        if gain is not None:
+            return {"y_hat": (values.to(torch.float64) / gain).float()}
         return {"y_hat": conditional.dequantize(values)}  # as GaussianConditional.decompress without means: float32
+
+
+def _scaled(scales: Tensor, gain: Tensor | None) -> Tensor:
+    """The scales of ``round(y * gain)``: a Gaussian of scale s, times g, has scale s * g (float64, both ends)."""
+    return scales if gain is None else scales * gain
+
+
+def _check_gain(gain: Tensor, like: Tensor) -> None:
+    if gain.dtype != torch.float64 or gain.dim() != 4 or gain.shape[:2] != (1, 1) or gain.shape[-2:] != like.shape[-2:]:
+        raise ValueError(f"gain must be a float64 (1, 1, h, w) map on y's grid {tuple(like.shape[-2:])}, "
+                         f"got {gain.dtype} {tuple(gain.shape)}")

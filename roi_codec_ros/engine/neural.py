@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from roi_codec_ros.codec import RoiCodec
-from roi_codec_ros.codec.bitstream import unpack_frame
+from roi_codec_ros.codec.bitstream import gain_to_code, unpack_frame
 
 from .base import FORMAT_RCB1, CodedFrame, Engine, ForeignFrameError, StreamDecoder, StreamEncoder
 
@@ -22,9 +22,21 @@ class NeuralEngine(Engine):
     name = NAME
     format = FORMAT_RCB1
 
-    def __init__(self, codec: RoiCodec):
+    def __init__(self, codec: RoiCodec, roi_gain: float = 1.0):
         self.codec = codec
         self.uses_features = bool(codec.uses_features)
+        self.roi_gain = roi_gain
+
+    @property
+    def roi_gain(self) -> float:
+        """Explicit latent scaling in the ROI (``RoiCodec.encode``'s ``roi_gain``; 1 = off), read by this engine's
+        stream encoders at every frame, so a change applies on the next one."""
+        return self._roi_gain
+
+    @roi_gain.setter
+    def roi_gain(self, value: float) -> None:
+        gain_to_code(value)  # ValueError outside [1, 8]
+        self._roi_gain = float(value)
 
     @classmethod
     def load(cls, path: str | None = "default", device: str = "cpu", *, precision: str | None = None,
@@ -53,7 +65,7 @@ class NeuralEngine(Engine):
                 f"u = 1 - ln(alpha/{lo:g})/ln({hi:g}/{lo:g})); ROI errors weigh alpha times background errors")
 
     def stream_encoder(self, keyframe_interval: int = 0, fps: float = 10.0) -> "NeuralStreamEncoder":
-        return NeuralStreamEncoder(self.codec, keyframe_interval)
+        return NeuralStreamEncoder(self.codec, keyframe_interval, engine=self)
 
     def stream_decoder(self) -> "NeuralStreamDecoder":
         return NeuralStreamDecoder(self.codec)
@@ -61,15 +73,16 @@ class NeuralEngine(Engine):
     def describe(self) -> dict:
         return {**super().describe(), "model_id": self.codec.model_id, "model_path": str(self.codec.info.get("path", "")),
                 "precision": self.codec.precision, "analysis_precision": self.codec.analysis_precision,
-                "device": str(self.codec.device)}
+                "device": str(self.codec.device), "roi_gain": self.roi_gain}
 
 
 class NeuralStreamEncoder(StreamEncoder):
     format = FORMAT_RCB1
 
-    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0):
+    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, engine: NeuralEngine | None = None):
         super().__init__(keyframe_interval)
         self.codec = codec
+        self.engine = engine or NeuralEngine(codec)
 
     @property
     def next_is_keyframe(self) -> bool:
@@ -78,12 +91,13 @@ class NeuralStreamEncoder(StreamEncoder):
     def encode(self, rgb, *, roi_mask=None, boxes=None, features=None, rate=0.5, roi_weight=1.0) -> CodedFrame:
         # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
         start = time.perf_counter()
-        frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight)
+        frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
+                                  roi_gain=self.engine.roi_gain)
         self.keyframes.coded(True)  # intra only: every frame decodes on its own
         return CodedFrame(
             data=frame.data, format=FORMAT_RCB1, keyframe=True, height=frame.height, width=frame.width,
             rate=frame.rate, roi_weight=frame.roi_weight, encode_ms=(time.perf_counter() - start) * 1e3,
-            timings_ms=dict(frame.timings_ms), params={"beta": frame.beta},
+            timings_ms=dict(frame.timings_ms), params={"beta": frame.beta, "roi_gain": frame.roi_gain},
         )
 
 
