@@ -169,7 +169,8 @@ def evaluate(
         class_masks = context.class_masks((height, width))
         for codec in codecs:
             # a weighted mask only for codecs that take one (the others code the boxes as before)
-            mask_arg = {"roi_mask": context.roi_mask} if context.roi_mask is not None and codec.takes_roi_mask else {}
+            takes_mask = context.roi_mask is not None and getattr(codec, "takes_roi_mask", False)
+            mask_arg = {"roi_mask": context.roi_mask} if takes_mask else {}
             start = time.perf_counter()
             data = codec.encode(image, context.boxes, context.features, **mask_arg)
             encoded = time.perf_counter()
