@@ -270,3 +270,60 @@ def test_ddp_ranks_end_with_identical_weights(ddp_run):
     _, ranks = ddp_run
     differ = [n for n in ranks[0]["final"] if not torch.equal(ranks[0]["final"][n], ranks[1]["final"][n])]
     assert not differ, f"{len(differ)} of {len(ranks[0]['final'])} parameters differ between the ranks, e.g. {differ[:3]}"
+
+
+# -- explicit latent scaling in training (issue 14) ------------------------------------------------------
+def test_training_gain_map_is_the_encoders_rule():
+    from roi_codec_ros.codec.api import gain_map_from_mask, gain_tensor
+    from roi_codec_ros.codec.conditioning import latent_gain_map
+
+    rng = np.random.default_rng(4)
+    mask = np.zeros((64, 128), np.float32)
+    mask[5:30, 10:60] = 1.0
+    mask[40:64, 70:128] = rng.uniform(0, 1, (24, 58)).astype(np.float32)  # fractional class weights
+    coded = gain_map_from_mask(mask, 4.0, (64, 128))
+    trained = latent_gain_map(torch.from_numpy(mask)[None, None], torch.tensor([4.0]))
+    assert torch.allclose(trained.double(), gain_tensor(coded, (4, 8)), atol=1e-6)
+    assert torch.equal(latent_gain_map(torch.from_numpy(mask)[None, None], torch.tensor([1.0])), torch.ones(1, 1, 4, 8))
+
+
+def test_latent_gain_training_runs_and_gains_lower_the_roi_error_of_a_forward_pass():
+    from roi_codec_ros.training.trainer import sample_latent_gains
+
+    cfg = TrainConfig.from_dict({"latent_gain_share": 0.5, "latent_gain_max": 8.0})
+    gains = sample_latent_gains(cfg, 400, random.Random(0))
+    assert gains.min() >= 1.0 and gains.max() <= 8.0
+    assert 0.35 < float((gains == 1.0).float().mean()) < 0.65  # about half the samples without gain
+    for bad in ({"latent_gain_share": 1.5}, {"latent_gain_max": 9.0}, {"latent_gain_max": 0.5}):
+        with pytest.raises(ValueError, match="latent_gain"):
+            TrainConfig.from_dict(bad)
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(N=16, M=24, object_channels=8, fusion_channels=4)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., :32, :32] = 1.0
+    ones = torch.ones(1)
+    with torch.no_grad():
+        y = model.analysis(x, mask, model.zero_features(1, 64, 64, "cpu"), model.rate_embedding(ones), (64, 64))
+    errors = {}
+    for top in (1.0, 8.0):
+        model.latent_codec.y.gaussian_conditional.training = True  # noise quantisation, as in training
+        torch.manual_seed(1)
+        with torch.no_grad():
+            gain = torch.full((1,), top)
+            from roi_codec_ros.codec.conditioning import latent_gain_map
+
+            out = model.latent_codec(y, torch.zeros(1, 3 * 4, 4, 4), latent_gain_map(mask, gain))
+        errors[top] = float((out["y_hat"] - y)[..., :2, :2].abs().mean())  # the ROI cells
+        assert torch.isfinite(out["likelihoods"]["y"]).all()
+    assert errors[8.0] < errors[1.0] / 4  # noise of width 1/8 instead of 1 in the ROI
+
+
+def test_train_cli_runs_with_latent_gains(tmp_path):
+    _write_images(tmp_path / "images", 6)
+    cfg_path = tmp_path / "gain.yaml"
+    cfg_path.write_text(yaml.safe_dump(_tiny_config(tmp_path, latent_gain_share=1.0, latent_gain_max=4.0)))
+    subprocess.run([sys.executable, "-m", "roi_codec_ros.cli", "train", "--config", str(cfg_path)], check=True, cwd=REPO, timeout=300)
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert rows and all(np.isfinite(float(r["loss"])) for r in rows)

@@ -58,7 +58,7 @@ from .bitstream import (
 from compressai.ops import compute_padding
 
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
-from .conditioning import ControlRanges, weighted_roi_mask
+from .conditioning import GAIN_LEVELS, ControlRanges, latent_gain_levels, weighted_roi_mask
 from .model import ModelConfig, RoiHyperprior, build_model
 
 
@@ -121,22 +121,17 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     return height + top + bottom, width + left + right
 
 
-GAIN_LEVELS = 4  # gain-map levels the encoder writes: 0 (background, gain 1) .. 3 (full ROI weight, the ROI gain)
-Y_STRIDE = 16  # image pixels per y cell
-
-
 def gain_map_from_mask(roi_mask: np.ndarray | None, roi_gain: float, padded: tuple[int, int]) -> GainMap | None:
-    """The gain map of explicit latent scaling for an HxW ROI weight map in [0, 1]: each y cell takes the largest
-    weight of its 16x16 pixels (a small object never falls below a cell's threshold), quantised to GAIN_LEVELS.
-    None when there is nothing to scale (no mask, gain 1, or no cell above level 0): the frame stays version 1."""
+    """The gain map of explicit latent scaling for an HxW ROI weight map in [0, 1] (``latent_gain_levels``: the
+    largest weight of each y cell, GAIN_LEVELS levels; the padding is background).  None when there is nothing to
+    scale (no mask, gain 1, or no cell above level 0): the frame stays version 1."""
     code = gain_to_code(roi_gain)
     if roi_mask is None or code == 0:
         return None
     h, w = roi_mask.shape
-    grid = np.zeros(padded, np.float32)  # the padding is background
-    grid[:h, :w] = np.clip(np.asarray(roi_mask, np.float32), 0.0, 1.0)
-    cells = grid.reshape(padded[0] // Y_STRIDE, Y_STRIDE, padded[1] // Y_STRIDE, Y_STRIDE).max(axis=(1, 3))
-    levels = np.rint(cells * (GAIN_LEVELS - 1)).astype(np.uint8)
+    grid = torch.zeros(1, 1, *padded)
+    grid[0, 0, :h, :w] = torch.tensor(np.asarray(roi_mask, np.float32))
+    levels = latent_gain_levels(grid)[0, 0].to(torch.uint8).numpy()
     if not levels.any():
         return None
     return GainMap(code=code, levels=GAIN_LEVELS, cells=levels.tobytes())

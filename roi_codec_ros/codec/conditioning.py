@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from compressai.layers import GDN
 from torch import Tensor, nn
 
@@ -123,3 +124,22 @@ class ChannelMatmulGDN(GDN):
         # sqrt/rsqrt and the product are the same IEEE operations (docs/deployment.md has the timings).
         norm = (norm.sqrt_() if self.inverse else norm.rsqrt_()).reshape(b, h, w, c).permute(0, 3, 1, 2)
         return norm.mul_(x)
+
+
+GAIN_LEVELS = 4  # gain-map levels the encoder writes: 0 (background, gain 1) .. 3 (full ROI weight, the top gain)
+Y_STRIDE = 16  # image pixels per y cell
+
+
+def latent_gain_levels(mask: Tensor) -> Tensor:
+    """The gain-map level (0..GAIN_LEVELS-1) of every y cell for a (B, 1, H, W) ROI weight map in [0, 1] (H, W
+    multiples of 16, padding = 0): the largest weight among the cell's pixels, so a small object never falls below a
+    cell's threshold, rounded to the levels.  The one rule for the encoder (``RoiCodec.encode``) and training."""
+    cells = F.max_pool2d(mask.float().clamp(0.0, 1.0), Y_STRIDE)
+    return torch.round(cells * (GAIN_LEVELS - 1))
+
+
+def latent_gain_map(mask: Tensor, top_gain: Tensor) -> Tensor:
+    """(B, 1, h, w) gains for training: ``1 + (top - 1) * level / (levels - 1)`` per cell, ``top_gain`` (B,) per
+    sample (the bitstream's formula, in the model's dtype)."""
+    fraction = latent_gain_levels(mask) / (GAIN_LEVELS - 1)
+    return 1.0 + (top_gain.to(fraction).view(-1, 1, 1, 1) - 1.0) * fraction

@@ -279,17 +279,22 @@ class ObjectPriorLatentCodec(LatentCodec):
             chunks=("scales",),
         )
 
-    def forward(self, y: Tensor, f: Tensor) -> dict[str, Any]:
+    def forward(self, y: Tensor, f: Tensor, gain: Tensor | None = None) -> dict[str, Any]:
+        """Training pass (noise quantisation).  ``gain``: (B, 1, h, w) explicit latent scaling, as ``compress``:
+        ``y * gain`` is quantised under the scales times ``gain`` and divided back."""
         hyper_out = self.hyper(y)
         object_out = self.object(torch.cat([y, f], dim=1))
-        y_out = self.y(y, torch.cat([hyper_out["params"], object_out["params"]], dim=1))
+        params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
+        if gain is None:
+            y_out = self.y(y, params)
+            y_hat, y_likelihoods = y_out["y_hat"], y_out["likelihoods"]["y"]
+        else:
+            scales = self.y.entropy_parameters(params)
+            scaled_hat, y_likelihoods = self.y.gaussian_conditional(y * gain, scales * gain)
+            y_hat = scaled_hat / gain
         return {
-            "likelihoods": {
-                "y": y_out["likelihoods"]["y"],
-                "z": hyper_out["likelihoods"]["z"],
-                "w": object_out["likelihoods"]["z"],
-            },
-            "y_hat": y_out["y_hat"],
+            "likelihoods": {"y": y_likelihoods, "z": hyper_out["likelihoods"]["z"], "w": object_out["likelihoods"]["z"]},
+            "y_hat": y_hat,
         }
 
     def analyse_side(self, y: Tensor, f: Tensor) -> dict[str, Tensor]:

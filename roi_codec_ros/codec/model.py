@@ -31,7 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conditioning import ChannelMatmulGDN, ConditionalScaleShift, ControlRanges, soft_one_hot, weighted_roi_mask
+from .conditioning import (
+    ChannelMatmulGDN,
+    ConditionalScaleShift,
+    ControlRanges,
+    latent_gain_map,
+    soft_one_hot,
+    weighted_roi_mask,
+)
 from .latent_codec import ObjectPriorLatentCodec
 
 ARCHITECTURE = "roi-hyperprior-v1"
@@ -162,11 +169,13 @@ class RoiHyperprior(CompressionModel):
         u_alpha: Tensor,
         rate: Tensor,
         features: Sequence[Tensor] | None = None,
+        roi_gain: Tensor | None = None,
     ) -> dict[str, Any]:
         """Training pass with additive-noise quantisation.
 
         x: (B,3,H,W) in [0,1], H and W multiples of 64; mask: (B,1,H,W) ROI mask in [0,1];
-        u_alpha, rate: (B,) per-sample knobs; features: detector maps or None (zero-filled).
+        u_alpha, rate: (B,) per-sample knobs; features: detector maps or None (zero-filled);
+        roi_gain: (B,) top gains of explicit latent scaling (1 = none), the map from the mask as the codec builds it.
         """
         B, _, H, W = x.shape
         if features is None:
@@ -176,8 +185,9 @@ class RoiHyperprior(CompressionModel):
         f = self.object_features(features, y, (H, W))
         # Likelihoods need float32 (tiny probabilities and the entropy bottleneck's CDF maths); under mixed-precision
         # training only the transforms g_a/g_s run in bf16/fp16.
+        gain = latent_gain_map(mask, roi_gain) if roi_gain is not None else None
         with torch.autocast(x.device.type, enabled=False):
-            out = self.latent_codec(y.float(), f.float())
+            out = self.latent_codec(y.float(), f.float(), gain)
         x_hat = self.synthesis(out["y_hat"], embedding)
         return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
 

@@ -62,6 +62,10 @@ class TrainConfig:
     rate_gamma: float = 1.0  # u ~ U(0,1)^gamma, beta from eq. 5 (gamma > 1 favours high rates)
     fixed_alpha: float | None = None  # e.g. 1.0 for the single-rate, uniform-quality warm-up stage
     uniform_alpha_share: float = 0.25  # share of samples trained at alpha = 1 (the uniform setting)
+    # explicit latent scaling (RoiCodec.encode's roi_gain): this share of samples trains with a top gain drawn
+    # log-uniformly in [1, latent_gain_max], its map from the sample's ROI mask as the encoder builds it
+    latent_gain_share: float = 0.0
+    latent_gain_max: float = 8.0
 
     # bookkeeping
     device: str = "auto"
@@ -108,6 +112,10 @@ class TrainConfig:
             raise ValueError(f"schedule must be onecycle or constant, got {cfg.schedule!r}")
         if cfg.loss not in ("qualcomm", "tum"):
             raise ValueError(f"loss must be qualcomm or tum, got {cfg.loss!r}")
+        if not 0.0 <= cfg.latent_gain_share <= 1.0:
+            raise ValueError(f"latent_gain_share must be in [0, 1], got {cfg.latent_gain_share}")
+        if not 1.0 <= cfg.latent_gain_max <= 8.0:  # the bitstream's largest gain
+            raise ValueError(f"latent_gain_max must be in [1, 8], got {cfg.latent_gain_max}")
         return cfg
 
     @classmethod

@@ -220,14 +220,26 @@ def sample_batch(cfg: TrainConfig, model_cfg, train_set: list[Sample], step: int
         examples.append(ex)
     batch = collate(examples, model_cfg.feature_channels)
     rate, u_alpha = sample_knobs(cfg, model_cfg, len(examples), rng)
-    return {
+    out = {
         "x": batch["x"].to(device),
         "mask": batch["mask"].to(device),
         "features": [f.to(device) for f in batch["features"]],
         "rate": rate.to(device),
         "u_alpha": u_alpha.to(device),
         "crop": size,
+        "roi_gain": None,
     }
+    if cfg.latent_gain_share > 0:
+        out["roi_gain"] = sample_latent_gains(cfg, len(examples), rng).to(device)
+    return out
+
+
+def sample_latent_gains(cfg: TrainConfig, batch: int, rng: random.Random) -> torch.Tensor:
+    """Per-sample top gain of explicit latent scaling: 1 (none) or, for ``latent_gain_share`` of the samples,
+    log-uniform in [1, latent_gain_max] (every doubling of the gain as likely)."""
+    log_max = math.log(cfg.latent_gain_max)
+    return torch.tensor([math.exp(rng.random() * log_max) if rng.random() < cfg.latent_gain_share else 1.0
+                         for _ in range(batch)])
 
 
 class StopRequest:
@@ -340,7 +352,7 @@ class Run:
         beta = self.model_cfg.ranges.beta(batch["rate"])
         alpha = self.model_cfg.ranges.alpha(batch["u_alpha"])
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            out = net(batch["x"], batch["mask"], batch["u_alpha"], batch["rate"], batch["features"])
+            out = net(batch["x"], batch["mask"], batch["u_alpha"], batch["rate"], batch["features"], batch.get("roi_gain"))
         out = {"x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
         parts = rd_loss(out, batch["x"], batch["mask"], beta, alpha, cfg.loss)
         self.optimizer.zero_grad(set_to_none=True)
