@@ -332,6 +332,46 @@ def test_live_class_weights_change_the_next_frames_and_bad_values_are_rejected(g
     graph.remove(node)
 
 
+def test_live_latent_gain_applies_on_the_next_frame_and_bad_values_are_rejected(graph):
+    """roi.latent_gain: a live set makes the next frames version-2 frames (a gain map) with more bytes and the
+    decoder node decodes them; out-of-range values are rejected and the old gain stays; 1.0 gives the first frame's
+    bytes again."""
+    from sensor_msgs.msg import Image
+
+    from ros_helpers import FixedDetector, car_and_traffic_light
+    from roi_codec_ros.msg import EncodedFrame
+
+    ns = graph.namespace("gain")
+    node = encoder(graph, ns, roi_weight=16.0, roi__margin_px=0.0, statistics_period_s=60.0)
+    node.core.detector = FixedDetector(car_and_traffic_light())
+    probe = graph.probe(ns)
+    frames = Recorder(probe, EncodedFrame, "image_raw/roi_codec", best_effort())
+    images = publisher_to(probe, Image, "image_raw", node)
+    image = rgb(64, 128, seed=7)
+
+    def coded(stamp):
+        images.publish(image_msg(image, "rgb8", stamp))
+        return bytes(wait_for(lambda: next((m for m in frames.all() if m.header.stamp.sec == stamp), None), WAIT_S,
+                              f"frame {stamp}").data)
+
+    plain = coded(1)
+    assert plain[:4] == b"RCB\x01"
+    assert node.set_parameters(params(roi__latent_gain=4.0))[0].successful
+    gained = coded(2)
+    assert gained[:4] == b"RCB\x02" and len(gained) > len(plain)
+    from roi_codec_ros.codec import RoiCodec
+
+    assert RoiCodec.random(seed=0).decode(gained).shape == image.shape  # the node's test model decodes it
+    for bad in (0.5, 8.5):
+        result = node.set_parameters(params(roi__latent_gain=bad))[0]
+        assert not result.successful, bad
+    assert node.get_parameter("roi.latent_gain").value == 4.0
+    assert coded(3) == gained
+    assert node.set_parameters(params(roi__latent_gain=1.0))[0].successful
+    assert coded(4) == plain
+    graph.remove(node)
+
+
 def test_qos_overrides_use_the_standard_parameters(graph):
     from rclpy.qos import ReliabilityPolicy
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from roi_codec_ros.codec import RoiCodec
+from roi_codec_ros.codec.bitstream import gain_to_code
 from roi_codec_ros.detector import WEIGHTS_ENV, DetectorAdapter, DetectorWeightsError, Detections, RoiMaskConfig, unknown_classes
 from roi_codec_ros.detector.roi_mask import class_weight_keys, select_roi
 from roi_codec_ros.engine import CodedFrame, Engine, check_keyframe_interval
@@ -103,10 +104,15 @@ class EncoderSettings:
     keyframe_interval: int = 10  # frames; 0 = keyframes only at the start and on request
     keyframe_request_min_interval_s: float = 0.25  # at most one requested keyframe per this many seconds
     rate_control: RateControlSettings = field(default_factory=RateControlSettings)
+    roi_gain: float = 1.0  # explicit latent scaling in the ROI (neural engine; 1 = off)
 
     def check(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None) -> None:
         """Raise ValueError with a reason when these settings cannot be used with this engine/detector."""
         as_engine(engine).check(float(self.rate), float(self.roi_weight))
+        gain_to_code(self.roi_gain)  # ValueError outside [1, 8]
+        if float(self.roi_gain) != 1.0 and not isinstance(as_engine(engine), NeuralEngine):
+            raise ValueError(f"roi.latent_gain {self.roi_gain:g} needs the neural engine (the {as_engine(engine).name} "
+                             "engine's ROI control is roi_weight); use 1.0")
         check_keyframe_interval(self.keyframe_interval)
         if not self.keyframe_request_min_interval_s >= 0.0:
             raise ValueError(f"keyframe_request_min_interval_s must be >= 0, got {self.keyframe_request_min_interval_s}")
@@ -323,6 +329,8 @@ class FrameEncoder:
             return EncodeResult(frame=None, boxes=boxes, detections=detections, roi_coverage=coverage,
                                 detector_ms=float(detector_ms), encode_ms=0.0, decision=decision)
         box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
+        if isinstance(self.engine, NeuralEngine):
+            self.engine.roi_gain = settings.roi_gain  # read by its stream encoder: applies to this frame
         start = time.perf_counter()
         frame = self.stream.encode(image, roi_mask=mask, boxes=box_array, features=features if self.engine.uses_features else None,
                                    rate=decision.rate, roi_weight=decision.roi_weight)

@@ -96,6 +96,10 @@ PARAMETERS = (
     # -- rate and ROI (live); descriptions completed with the engine's mapping at start --
     Param("rate", 0.5, RATE_DESCRIPTION, range=(0.0, 1.0)),
     Param("roi_weight", 8.0, f"{ROI_WEIGHT_DESCRIPTION} (checked against the engine's own range)", range=(1.0, 60.0)),
+    Param("roi.latent_gain", 1.0, "explicit latent scaling (neural engine): the latent's quantisation step in the ROI "
+          "is divided by up to this much (by less where roi.class_weights give a fractional weight), sent as a gain "
+          "map (bitstream version 2): ROI quality beyond what rate reaches, at more bits; 1 = off (version-1 frames)",
+          range=(1.0, 8.0)),
     # -- closed-loop rate control (live; roi_codec_ros.rate_control, docs/rate_control.md) --
     Param("target_kbps", 0.0, "bitrate target in kbit/s: the rate controller picks `rate` per frame (and, as a last "
           "resort, moves the ROI weight toward rate_control.roi_weight_limit, then skips frames); 0 = off, frames "
@@ -167,6 +171,7 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
     return EncoderSettings(
         rate=values["rate"],
         roi_weight=values["roi_weight"],
+        roi_gain=values["roi.latent_gain"],
         roi=roi,
         max_rate=values["max_rate"],
         publish_detections=values["publish_detections"],
