@@ -54,6 +54,23 @@ def test_encode_info_decode_round_trip(png, tmp_path, capsys):
     assert decoded.shape == (75, 124, 3) and decoded.dtype == np.uint8
 
 
+def test_encode_with_a_latent_gain_writes_a_version_2_frame(png, tmp_path, capsys):
+    rcb, plain = tmp_path / "gain.rcb", tmp_path / "plain.rcb"
+    assert main(["encode", str(png), str(plain), "--rate", "0.7", "--boxes", "20,10,100,60", *RANDOM]) == 0
+    assert main(["encode", str(png), str(rcb), "--rate", "0.7", "--boxes", "20,10,100,60", "--roi-gain", "4", *RANDOM]) == 0
+    assert "latent gain 4" in capsys.readouterr().out
+    assert rcb.read_bytes()[3] == 2 and plain.read_bytes()[3] == 1 and rcb.stat().st_size > plain.stat().st_size
+    assert main(["info", str(rcb), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format_version"] == 2 and info["latent_gain"]["top_gain"] == 4.0 and info["latent_gain"]["levels"] == 4
+    assert sum(info["latent_gain"]["cells_per_level"]) == 8 * 8
+    assert main(["info", str(rcb)]) == 0
+    assert "latent gain  up to 4" in capsys.readouterr().out
+    assert main(["decode", str(rcb), str(tmp_path / "out.png"), *RANDOM]) == 0
+    assert main(["encode", str(png), str(rcb), "--boxes", "20,10,100,60", "--roi-gain", "9", *RANDOM]) == 1
+    assert "gain must be in [1, 8]" in capsys.readouterr().err
+
+
 def test_higher_rate_gives_more_bytes(png, tmp_path):
     sizes = []
     for rate in ("0.1", "0.9"):

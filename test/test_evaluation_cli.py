@@ -155,6 +155,27 @@ def test_eval_command_rejects_bad_specs(labelled_folder, tmp_path):
     assert isinstance(codecs[0], VideoIntraCodec) and codecs[0].bg_qoffset == 0.1
 
 
+def test_ours_specs_with_a_latent_gain_share_the_model_and_code_version_2_frames(labelled_folder, tmp_path):
+    codecs = cli.build_codecs(["ours:random", "ours:random:gain=4"], [0.5], [8.0])
+    assert [c.family for c in codecs] == ["ours α=8", "ours G=4 α=8"]
+    assert codecs[0].codec is codecs[1].codec and [c.params()["roi_gain"] for c in codecs] == [1.0, 4.0]
+    image = scene(0)
+    boxes = [list(SQUARE)]
+    plain, gained = (c.encode(image, boxes) for c in codecs)
+    assert plain[3] == 1 and gained[3] == 2 and len(gained) > len(plain)
+    assert codecs[1].decode(gained).shape == image.shape
+    with pytest.raises(ValueError, match="unknown option"):
+        cli.build_codecs(["ours:random:speed=2"], [0.5], [1.0])
+    with pytest.raises(ValueError, match="gain"):
+        cli.build_codecs(["ours:random:gain=9"], [0.5], [1.0])
+    out = tmp_path / "report"
+    assert cli.main(["eval", str(labelled_folder[0]), "--labels", str(labelled_folder[1]), "--codec", "ours:random",
+                     "--codec", "ours:random:gain=4", "--rates", "0.3,0.9", "--roi-weights", "8", "--no-detector",
+                     "--no-msssim", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    assert {r["family"] for r in summary} == {"ours α=8", "ours G=4 α=8"}
+
+
 def test_detector_adapter_contract_through_the_runner(random_codec):
     """An untrained YOLO (random init) exercises the real adapter types: features reach our codec."""
     from roi_codec_ros.detector import DetectorAdapter

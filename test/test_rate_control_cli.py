@@ -103,6 +103,8 @@ def test_encode_stream_bad_command_lines(folder, tmp_path, capsys):
         assert exc.value.code == 2, args
     assert roi_codec(["encode-stream", str(tmp_path / "missing"), "--target-kbps", "10", "--model", "random"]) == 1
     assert "input not found" in capsys.readouterr().err
+    assert roi_codec(["encode-stream", str(folder), "--target-kbps", "10", "--model", "random", "--roi-gain", "9"]) == 1
+    assert "gain must be in [1, 8]" in capsys.readouterr().err
 
 
 def test_eval_bag_reports_achieved_kbps_per_1s_window(folder, tmp_path):

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--roi-weight", type=float, default=1.0,
                      help="ROI weight alpha >= 1; 1 = uniform quality, larger = ROI errors weigh more "
                           "(default: %(default)s)")
+    enc.add_argument("--roi-gain", type=float, default=1.0,
+                     help="explicit latent scaling in [1, 8]: the ROI's latent quantisation step divided by this "
+                          "(a gain map in the frame, format version 2); 1 = off (default: %(default)s)")
     enc.add_argument("--boxes", type=parse_box, nargs="+", action="extend", default=[], metavar="X1,Y1,X2,Y2",
                      help="ROI boxes in pixels")
     enc.add_argument("--boxes-file", action="append", default=[], help="file with one x1,y1,x2,y2 box per line")
@@ -109,9 +112,9 @@ def roi_inputs(args, image: np.ndarray, detections, boxes) -> tuple[np.ndarray |
     return (None if selection.empty else selection.mask()), selection
 
 
-def _encode(codec, image, mask, features, rate, roi_weight):
+def _encode(codec, image, mask, features, rate, roi_weight, roi_gain=1.0):
     try:
-        return codec.encode(image, roi_mask=mask, features=features, rate=rate, roi_weight=roi_weight)
+        return codec.encode(image, roi_mask=mask, features=features, rate=rate, roi_weight=roi_weight, roi_gain=roi_gain)
     except ValueError as exc:  # knobs out of range, image too large, feature shapes of another detector
         raise CliError(f"cannot encode: {exc}") from exc
 
@@ -148,10 +151,11 @@ def cmd_encode(args) -> int:
         result = detector(image)
         detections, features = result.detections, result.features
     mask, _ = roi_inputs(args, image, detections, boxes)
-    encoded = _encode(codec, image, mask, features, args.rate, args.roi_weight)
+    encoded = _encode(codec, image, mask, features, args.rate, args.roi_weight, args.roi_gain)
     write_bytes(args.output, encoded.data)
     h, w = image.shape[:2]
     roi = f", ROI {100 * float(mask.mean()):.1f}% of pixels" if mask is not None else ", no ROI"
+    roi += f", latent gain {encoded.roi_gain:g}" if encoded.roi_gain != 1.0 else ""
     print(f"{args.output}: {w}x{h}, {encoded.num_bytes} bytes, {encoded.bpp:.4f} bpp, rate {encoded.rate:.4f} "
           f"(beta {encoded.beta:.4g}), roi weight {encoded.roi_weight:g}{roi}, encode {encoded.encode_ms:.1f} ms")
     return 0
@@ -189,6 +193,9 @@ def cmd_info(args) -> int:
     print(f"  encoder had  detector features: {'yes' if info['had_features'] else 'no'}, "
           f"ROI mask: {'yes' if info['had_roi_mask'] else 'no'}")
     print(f"  latents      y {info['y_shape']}, z {info['z_shape']}, w {info['w_shape']}")
+    if info["latent_gain"]:
+        gain = info["latent_gain"]
+        print(f"  latent gain  up to {gain['top_gain']:g} in {gain['levels']} levels, cells per level {gain['cells_per_level']}")
     sizes = ", ".join(f"{k} {v}" for k, v in info["payload_bytes"].items())
     print(f"  bytes        {info['total_bytes']} total ({sizes}), {info['bpp']:.4f} bpp")
     return 0

@@ -6,8 +6,9 @@ Codec specs (``--codec``, repeatable; default ``baselines``):
     jpeg[:q=10,30,50]          OpenCV JPEG qualities          webp[:q=...]   Pillow WebP qualities
     x264[:crf=18,26,34]        x264 intra 4:2:0 CRF sweep     x264-444, x265, x265-444 likewise
     x264-roi[:crf=..][:q=-0.2][:bg=0]   x264 + addroi (ROI qoffset q, optional background qoffset bg)
-    ours[:MODEL]               our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
-                               (untrained test model); swept over --rates x --roi-weights
+    ours[:MODEL][:gain=G]      our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
+                               (untrained test model); swept over --rates x --roi-weights; gain = explicit
+                               latent scaling in the ROI (roi_gain, 1..8; default 1 = off)
     engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1]
                                a coding engine of the nodes (roi_codec_ros.engine: x264, x265, neural, detected
                                hardware) as the encoder node runs it: one stream per setting, a keyframe every k
@@ -46,7 +47,7 @@ PREFERRED_ANCHOR = "JPEG"
 
 def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> list:
     """Codec settings for the ``--codec`` specs (see module doc)."""
-    codecs = []
+    codecs, loaded = [], {}
     ours_specs = [s for s in specs if s.split(":", 1)[0] == "ours"]
     for spec in specs:
         name, _, rest = spec.partition(":")
@@ -56,10 +57,13 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
                 codecs += baseline_sweep(base)
             continue
         if name == "ours":
-            model = rest or "default"
-            codec = load_roi_codec(model, device=device)
-            label = "ours" if len(ours_specs) == 1 else f"ours[{Path(model).stem}]"
-            codecs += ours_grid(codec, rates, roi_weights, name=label)
+            model, gain = _ours_options(spec, rest)
+            codec = _cached_codec(loaded, model, device)
+            models = {_ours_options(s, s.partition(":")[2])[0] for s in ours_specs}
+            label = "ours" if len(models) == 1 else f"ours[{Path(model).stem}]"
+            if gain != 1.0:
+                label += f" G={gain:g}"
+            codecs += ours_grid(codec, rates, roi_weights, name=label, roi_gain=gain)
             continue
         if name == "engine":
             codecs += _engine_codecs(spec, rest, rates, roi_weights, device)
@@ -89,6 +93,30 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
     if duplicates:
         raise ValueError(f"codec settings given twice: {duplicates}")
     return codecs
+
+
+def _ours_options(spec: str, rest: str) -> tuple[str, float]:
+    """``ours[:MODEL][:gain=G]`` -> (model, latent gain)."""
+    model, gain = "default", 1.0
+    for part in filter(None, rest.split(":")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            model = part
+        elif key.strip().lower() == "gain":
+            try:
+                gain = float(value)
+            except ValueError:
+                raise ValueError(f"--codec {spec}: gain must be a number, got {value!r}") from None
+        else:
+            raise ValueError(f"--codec {spec}: unknown option {key!r} (ours takes MODEL and gain=G)")
+    return model, gain
+
+
+def _cached_codec(loaded: dict, model: str, device: str):
+    """One RoiCodec per model file for all its specs (settings share the codec object)."""
+    if model not in loaded:
+        loaded[model] = load_roi_codec(model, device=device)
+    return loaded[model]
 
 
 def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> list:

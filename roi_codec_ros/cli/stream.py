@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keyframe-interval", type=int, default=10,
                         help="keyframe every N frames for inter-frame engines (default: %(default)s)")
     parser.add_argument("--roi-weight", type=float, default=8.0, help="requested ROI weight (default: %(default)s)")
+    parser.add_argument("--roi-gain", type=float, default=1.0,
+                        help="explicit latent scaling in the ROI, 1..8 (neural engine; default: %(default)s = off)")
     parser.add_argument("--rate", type=float, default=0.5, help="rate used while a target is 0 (default: %(default)s)")
     parser.add_argument("--buffer-ms", type=float, default=500.0, help="rate_control.buffer_ms (default: %(default)s)")
     parser.add_argument("--max-frame-bytes", type=int, default=0, help="rate_control.max_frame_bytes (0 = none)")
@@ -133,7 +135,7 @@ def run_stream(args, schedule, frames, engine, detector, log=print) -> tuple[lis
     rc = RateControlSettings(target_kbps=schedule.at(0.0), buffer_ms=args.buffer_ms,
                              max_frame_bytes=args.max_frame_bytes, mode=args.rate_control)
     roi = roi_config(args, static_boxes_rel=[tuple(b) for b in args.static_box_rel])
-    settings = EncoderSettings(rate=args.rate, roi_weight=args.roi_weight, roi=roi,
+    settings = EncoderSettings(rate=args.rate, roi_weight=args.roi_weight, roi=roi, roi_gain=args.roi_gain,
                                keyframe_interval=args.keyframe_interval, rate_control=rc)
     try:
         settings.check(engine, detector)

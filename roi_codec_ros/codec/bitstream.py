@@ -409,7 +409,14 @@ def header_info(data: bytes) -> dict:
         "y_shape": header.y_shape,
         "z_shape": header.z_shape,
         "w_shape": header.w_shape,
+        "latent_gain": _gain_info(strings[GAIN_STREAM], header.y_shape) if header.has_gain_map else None,
         "payload_bytes": {name: len(s) for name, s in strings.items()},
         "total_bytes": total,
         "bpp": 8.0 * total / (header.height * header.width),
     }
+
+
+def _gain_info(payload: bytes, y_shape: tuple[int, int]) -> dict:
+    gain_map = unpack_gain_map(payload, y_shape)
+    counts = [gain_map.cells.count(level) for level in range(gain_map.levels)]
+    return {"top_gain": gain_map.gain(gain_map.levels - 1), "levels": gain_map.levels, "cells_per_level": counts}

@@ -90,7 +90,7 @@ class OursCodec(EngineCodec):
     """One (rate, roi_weight) setting of a loaded ``RoiCodec`` (the neural engine); settings share the codec object.
     Intra only: every frame is a keyframe, so frame order does not matter."""
 
-    def __init__(self, codec, rate: float, roi_weight: float = 1.0, name: str = "ours"):
+    def __init__(self, codec, rate: float, roi_weight: float = 1.0, name: str = "ours", roi_gain: float = 1.0):
         from roi_codec_ros.engine.neural import NeuralEngine
 
         low, high = codec.rate_range
@@ -99,22 +99,25 @@ class OursCodec(EngineCodec):
         a_low, a_high = codec.roi_weight_range
         if not a_low <= float(roi_weight) <= a_high:
             raise ValueError(f"roi_weight must be in [{a_low}, {a_high}] for this model, got {roi_weight}")
-        super().__init__(NeuralEngine(codec), rate, roi_weight, name=name, keyframe_interval=0)
+        super().__init__(NeuralEngine(codec, roi_gain=roi_gain), rate, roi_weight, name=name, keyframe_interval=0)
         self.codec = codec  # the evaluation bag writer recognises our codec by it
+        self.roi_gain = float(roi_gain)
 
     def params(self) -> dict:
         return {
             "rate": self.rate,
             "roi_weight": self.roi_weight,
+            "roi_gain": self.roi_gain,
             "model_id": self.codec.model_id,
             "model_path": str(getattr(self.codec, "info", {}).get("path", "")),
         }
 
 
-def ours_grid(codec, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name: str = "ours") -> list[OursCodec]:
-    """Settings over the grid rates x roi_weights (one RD curve per roi_weight); weights outside the model's
-    range are an error, not silently dropped."""
-    return [OursCodec(codec, r, a, name=name) for a in roi_weights for r in rates]
+def ours_grid(codec, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name: str = "ours",
+              roi_gain: float = 1.0) -> list[OursCodec]:
+    """Settings over the grid rates x roi_weights (one RD curve per roi_weight), all at one latent gain; weights
+    outside the model's range are an error, not silently dropped."""
+    return [OursCodec(codec, r, a, name=name, roi_gain=roi_gain) for a in roi_weights for r in rates]
 
 
 def engine_grid(engine, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name: str | None = None,
