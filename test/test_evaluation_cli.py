@@ -213,6 +213,7 @@ def test_anchor_by_prefix_and_an_unknown_anchor_falls_back(caplog):
     names = ["ours[default] α=1", "x264 420", "JPEG"]
     assert _anchor(None, names) == "JPEG" and _anchor("x264 420", names) == "x264 420"
     assert _anchor("x264", names) == "x264 420"  # the only family it starts
+    assert _anchor("x264", names + ["x264 420 ROI q-0.3"]) == "x264 420"  # the shortest, which starts the others
     assert _anchor("x265", names) == "JPEG" and "not one of the evaluated families" in caplog.text
     assert _anchor("ours", ["ours[a] α=1", "ours[b] α=1"]) == "ours[a] α=1"  # ambiguous: the default (first)
 

@@ -269,13 +269,14 @@ def _check_detector_match(codecs, detector, strict: bool = False) -> None:
 
 
 def _anchor(requested: str | None, names: list[str]) -> str:
-    """The BD-rate anchor: the requested family, or the only family it starts ("x264" -> "x264 420"); an unknown
-    name warns and falls back to the default rather than losing the evaluation that just ran."""
+    """The BD-rate anchor: the requested family, or the family it starts ("x264" -> "x264 420"; among several, the
+    shortest when it starts all the others: "x264 420" before "x264 420 ROI q-0.3"); an unknown or ambiguous name
+    warns and falls back to the default rather than losing the evaluation that just ran."""
     default = PREFERRED_ANCHOR if PREFERRED_ANCHOR in names else names[0]
     if requested is None or requested in names:
         return requested or default
-    matches = [n for n in names if n.startswith(requested)]
-    if len(matches) == 1:
+    matches = sorted((n for n in names if n.startswith(requested)), key=len)
+    if matches and all(m.startswith(matches[0]) for m in matches):
         return matches[0]
     logging.warning("--anchor %r is not one of the evaluated families %s: using %r", requested, names, default)
     return default
