@@ -30,7 +30,8 @@ case "${1:-status}" in
     if ! running; then echo "not running"; exit 0; fi
     pid="$(cat "$pid_file")"
     # SIGTERM, not SIGINT: bash starts background jobs with SIGINT ignored, so a SIGINT sent before the trainer
-    # installs its handler would be lost; an early SIGTERM ends the process before its first step (nothing lost).
+    # installs its handler would be lost.  During start-up (imports, data, resume) SIGTERM ends the process at once
+    # (nothing new to save); in the loop it stops after the current step and writes the checkpoint.
     kill -TERM "$pid"
     for _ in $(seq 1 180); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then echo "still running after 180 s (pid $pid)" >&2; exit 1; fi

@@ -56,6 +56,34 @@ def test_bad_gains_are_refused(random_codec, gain):
         random_codec.encode(image, mask, roi_gain=gain)
 
 
+def test_bad_masks_and_gain_maps_are_refused(random_codec):
+    image, mask = _frame()
+    for bad in (np.where(mask > 0, np.nan, 0.0), np.full_like(mask, np.inf)):
+        with pytest.raises(ValueError, match="roi_mask must hold finite numbers"):
+            random_codec.encode(image, bad.astype(np.float32), roi_gain=4.0)
+    coder = random_codec._coder
+    y = torch.zeros(1, coder.hyper.h_a[0].in_channels, 4, 4)
+    side = coder.analyse_side(y.double(), torch.zeros(1, coder.object.h_a[0].in_channels - y.shape[1], 4, 4).double())
+    for value in (0.0, 0.5, 9.0, float("nan")):
+        with pytest.raises(ValueError, match=r"gains in \[1, 8\]"):
+            coder.compress(y, side=side, gain=torch.full((1, 1, 4, 4), value, dtype=torch.float64))
+
+
+def test_each_stream_keeps_its_own_gain(random_codec):
+    from roi_codec_ros.engine.neural import NeuralEngine
+
+    image, mask = _frame()
+    engine = NeuralEngine(random_codec, roi_gain=2.0)
+    first, second = engine.stream_encoder(), engine.stream_encoder()
+    second.roi_gain = 4.0
+    a = first.encode(image, roi_mask=mask, rate=0.5, roi_weight=4.0)
+    b = second.encode(image, roi_mask=mask, rate=0.5, roi_weight=4.0)
+    assert a.params["roi_gain"] == 2.0 and b.params["roi_gain"] == 4.0 and engine.roi_gain == 2.0
+    with pytest.raises(ValueError, match="gain"):
+        second.roi_gain = 9.0
+    assert second.roi_gain == 4.0
+
+
 def test_gain_map_follows_the_weight_map():
     mask = np.zeros((40, 70), np.float32)
     mask[0:3, 0:3] = 1.0  # a small object: its whole cell gets the top level

@@ -170,6 +170,31 @@ def test_padded_size(size, padded):
 
 # -- encoder fast paths (issue 13, entropy and input stages) -------------------------------------------
 @pytest.mark.parametrize("schedule", [False, "hs", "all"])
+def test_encoder_entropy_schedules_code_the_same_bytes_with_a_gain_map(random_codec, schedule):
+    """Explicit latent scaling (no CompressAI path to compare with): every schedule codes the serial path's bytes
+    at 1 and 2 threads, and decodes them back to round(y * gain) / gain."""
+    coder, serial = copy.deepcopy(random_codec._coder), copy.deepcopy(random_codec._coder)
+    coder.parallel_side, serial.parallel_side = schedule, False
+    generator = torch.Generator().manual_seed(6)
+    y = torch.randn(1, coder.hyper.h_a[0].in_channels, 8, 12, generator=generator) * 4
+    f = torch.randn(1, coder.object.h_a[0].in_channels - y.shape[1], 8, 12, generator=generator)
+    with torch.no_grad():
+        side = {k: v.float() for k, v in coder.analyse_side(y.double(), f.double()).items()}
+    gain = 1.0 + torch.randint(0, 4, (1, 1, 8, 12), generator=generator).double()
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                out, ref = coder.compress(y, side=side, gain=gain), serial.compress(y, side=side, gain=gain)
+                decoded = coder.decompress({k: [v[0]] for k, v in out["strings"].items()}, out["shape"], gain=gain)
+            assert out["strings"] == ref["strings"]
+            assert torch.equal(decoded["y_hat"], (torch.round(y.double() * gain) / gain).float())
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("schedule", [False, "hs", "all"])
 def test_encoder_entropy_schedules_code_the_same_bytes_as_the_float64_path(random_codec, schedule):
     """The cached encoder path (y only rounded in float32, z/w to float64 inside, the two h_s on two Python threads
     with one torch thread each, the index lookup in two halves) codes the bytes of CompressAI's float64 calls, at 1

@@ -164,10 +164,15 @@ def test_ours_specs_with_a_latent_gain_share_the_model_and_code_version_2_frames
     plain, gained = (c.encode(image, boxes) for c in codecs)
     assert plain[3] == 1 and gained[3] == 2 and len(gained) > len(plain)
     assert codecs[1].decode(gained).shape == image.shape
-    with pytest.raises(ValueError, match="unknown option"):
-        cli.build_codecs(["ours:random:speed=2"], [0.5], [1.0])
     with pytest.raises(ValueError, match="gain"):
         cli.build_codecs(["ours:random:gain=9"], [0.5], [1.0])
+    with pytest.raises(ValueError, match="gain must be a number"):
+        cli.build_codecs(["ours:random:gain=x"], [0.5], [1.0])
+    with pytest.raises(ValueError, match="given twice"):
+        cli.build_codecs(["ours:random", "ours:random:gain=1"], [0.5], [1.0])
+    assert cli._ours_options("ours:a:b=c.pt:gain=2", "a:b=c.pt:gain=2") == ("a:b=c.pt", 2.0)  # ':' and '=' in paths
+    assert cli._ours_options("ours:gain=3", "gain=3") == ("default", 3.0)
+    assert cli._ours_options("ours", "") == ("default", 1.0)
     out = tmp_path / "report"
     assert cli.main(["eval", str(labelled_folder[0]), "--labels", str(labelled_folder[1]), "--codec", "ours:random",
                      "--codec", "ours:random:gain=4", "--rates", "0.3,0.9", "--roi-weights", "8", "--no-detector",

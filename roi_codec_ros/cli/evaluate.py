@@ -47,7 +47,7 @@ PREFERRED_ANCHOR = "JPEG"
 
 def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> list:
     """Codec settings for the ``--codec`` specs (see module doc)."""
-    codecs, loaded = [], {}
+    codecs, loaded, seen_ours = [], {}, set()
     ours_specs = [s for s in specs if s.split(":", 1)[0] == "ours"]
     for spec in specs:
         name, _, rest = spec.partition(":")
@@ -58,6 +58,9 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
             continue
         if name == "ours":
             model, gain = _ours_options(spec, rest)
+            if (model, gain) in seen_ours:
+                raise ValueError(f"--codec {spec}: model {model!r} at gain {gain:g} given twice")
+            seen_ours.add((model, gain))
             codec = _cached_codec(loaded, model, device)
             models = {_ours_options(s, s.partition(":")[2])[0] for s in ours_specs}
             label = "ours" if len(models) == 1 else f"ours[{Path(model).stem}]"
@@ -96,20 +99,18 @@ def build_codecs(specs: list[str], rates, roi_weights, device: str = "cpu") -> l
 
 
 def _ours_options(spec: str, rest: str) -> tuple[str, float]:
-    """``ours[:MODEL][:gain=G]`` -> (model, latent gain)."""
-    model, gain = "default", 1.0
-    for part in filter(None, rest.split(":")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            model = part
-        elif key.strip().lower() == "gain":
-            try:
-                gain = float(value)
-            except ValueError:
-                raise ValueError(f"--codec {spec}: gain must be a number, got {value!r}") from None
-        else:
-            raise ValueError(f"--codec {spec}: unknown option {key!r} (ours takes MODEL and gain=G)")
-    return model, gain
+    """``ours[:MODEL][:gain=G]`` -> (model, latent gain).  Only a trailing ``gain=`` option is split off, so a model
+    path may hold ':' or '='."""
+    model, gain = rest, 1.0
+    head, sep, option = rest.rpartition(":")
+    candidate = option if sep else rest
+    if candidate.strip().lower().startswith("gain="):
+        model = head if sep else ""
+        try:
+            gain = float(candidate.split("=", 1)[1])
+        except ValueError:
+            raise ValueError(f"--codec {spec}: gain must be a number, got {candidate!r}") from None
+    return model or "default", gain
 
 
 def _cached_codec(loaded: dict, model: str, device: str):

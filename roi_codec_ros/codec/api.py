@@ -359,6 +359,8 @@ class RoiCodec:
             roi_mask = np.asarray(roi_mask)
             if roi_mask.shape != (h, w):
                 raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
+            if roi_mask.dtype.kind not in "biuf" or not np.isfinite(roi_mask).all():
+                raise ValueError("roi_mask must hold finite numbers in [0, 1] (NaN, inf or non-numbers given)")
         gain_map = gain_map_from_mask(roi_mask, roi_gain, padded)
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
         x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)

@@ -5,12 +5,13 @@ One encoded frame is one ``.rcb`` byte string.  All integers are big-endian::
     offset size  field
     ------ ----  -----------------------------------------------------------------------------
          0    3  magic  b"RCB"
-         3    1  format version (uint8)                                  -> FORMAT_VERSION
+         3    1  format version (uint8): 1, or 2 with a gain map (below)  -> SUPPORTED_VERSIONS
          4    8  model hash: first 8 bytes of the sha256 of the model (computed by the API)
         12    2  height  (uint16, image pixels before padding)
         14    2  width   (uint16)
         16    2  rate code (uint16): the rate knob in [0, 1] quantised to 0..65535 (carries beta)
-        18    1  flags (uint8): bit0 = encoder had detector features, bit1 = had an ROI mask
+        18    1  flags (uint8): bit0 = encoder had detector features, bit1 = had an ROI mask,
+                 bit2 = gain map (set exactly in version 2)
         19    1  pad multiple (uint8): the image was padded to a multiple of this (64)
         20    8  z shape (h, w), w shape (h, w)  (uint16 each); y's shape is 4x z's
         28   12  payload lengths of y, z, w (uint32 each)
@@ -194,6 +195,11 @@ def pack_gain_map(gain_map: GainMap) -> bytes:
     return bytes((gain_map.code, gain_map.levels)) + zlib.compress(bytes(gain_map.cells), 9)
 
 
+def _max_gain_payload(cells: int) -> int:
+    """code + levels + zlib's worst case for ``cells`` bytes (stored blocks: 5 bytes per 16 KiB, 6 of framing)."""
+    return 2 + cells + 5 * (cells // 16383 + 1) + 6 + 64
+
+
 def unpack_gain_map(payload: bytes, y_shape: tuple[int, int]) -> GainMap:
     """Parse and check a ``g`` payload for y's grid (raises ``BitstreamError``); never inflates past the grid."""
     payload = bytes(payload)
@@ -205,6 +211,8 @@ def unpack_gain_map(payload: bytes, y_shape: tuple[int, int]) -> GainMap:
     if not 2 <= levels <= MAX_GAIN_LEVELS:
         raise BitstreamError(f"gain map levels {levels} out of range 2..{MAX_GAIN_LEVELS}")
     n = int(y_shape[0]) * int(y_shape[1])
+    if len(payload) > _max_gain_payload(n):  # zlib never needs more for n bytes: no work on padded garbage
+        raise BitstreamError(f"gain map of {len(payload)} bytes is too long for {n} cells")
     inflater = zlib.decompressobj()
     try:
         cells = inflater.decompress(payload[2:], n + 1)  # at most one byte past the grid: no zlib bomb

@@ -427,3 +427,5 @@ def _check_gain(gain: Tensor, like: Tensor) -> None:
     if gain.dtype != torch.float64 or gain.dim() != 4 or gain.shape[:2] != (1, 1) or gain.shape[-2:] != like.shape[-2:]:
         raise ValueError(f"gain must be a float64 (1, 1, h, w) map on y's grid {tuple(like.shape[-2:])}, "
                          f"got {gain.dtype} {tuple(gain.shape)}")
+    if not bool(((gain >= 1.0) & (gain <= 8.0)).all()):  # also NaN; the bitstream's range
+        raise ValueError("gain must be a map of gains in [1, 8]")

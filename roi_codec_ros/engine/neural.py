@@ -18,6 +18,11 @@ from .base import FORMAT_RCB1, CodedFrame, Engine, ForeignFrameError, StreamDeco
 NAME = "neural"
 
 
+def _checked_gain(value: float) -> float:
+    gain_to_code(value)  # ValueError outside [1, 8]
+    return float(value)
+
+
 class NeuralEngine(Engine):
     name = NAME
     format = FORMAT_RCB1
@@ -27,16 +32,9 @@ class NeuralEngine(Engine):
         self.uses_features = bool(codec.uses_features)
         self.roi_gain = roi_gain
 
-    @property
-    def roi_gain(self) -> float:
-        """Explicit latent scaling in the ROI (``RoiCodec.encode``'s ``roi_gain``; 1 = off), read by this engine's
-        stream encoders at every frame, so a change applies on the next one."""
-        return self._roi_gain
-
-    @roi_gain.setter
-    def roi_gain(self, value: float) -> None:
-        gain_to_code(value)  # ValueError outside [1, 8]
-        self._roi_gain = float(value)
+    roi_gain = property(lambda self: self._roi_gain, lambda self, value: setattr(self, "_roi_gain", _checked_gain(value)),
+                        doc="Explicit latent scaling in the ROI (``RoiCodec.encode``'s ``roi_gain``; 1 = off): the "
+                            "starting gain of this engine's stream encoders")
 
     @classmethod
     def load(cls, path: str | None = "default", device: str = "cpu", *, precision: str | None = None,
@@ -65,7 +63,7 @@ class NeuralEngine(Engine):
                 f"u = 1 - ln(alpha/{lo:g})/ln({hi:g}/{lo:g})); ROI errors weigh alpha times background errors")
 
     def stream_encoder(self, keyframe_interval: int = 0, fps: float = 10.0) -> "NeuralStreamEncoder":
-        return NeuralStreamEncoder(self.codec, keyframe_interval, engine=self)
+        return NeuralStreamEncoder(self.codec, keyframe_interval, roi_gain=self.roi_gain)
 
     def stream_decoder(self) -> "NeuralStreamDecoder":
         return NeuralStreamDecoder(self.codec)
@@ -79,10 +77,13 @@ class NeuralEngine(Engine):
 class NeuralStreamEncoder(StreamEncoder):
     format = FORMAT_RCB1
 
-    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, engine: NeuralEngine | None = None):
+    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, roi_gain: float = 1.0):
         super().__init__(keyframe_interval)
         self.codec = codec
-        self.engine = engine or NeuralEngine(codec)
+        self.roi_gain = roi_gain
+
+    # per stream (not shared through the engine): a change applies from the next frame of this stream
+    roi_gain = NeuralEngine.roi_gain
 
     @property
     def next_is_keyframe(self) -> bool:
@@ -92,7 +93,7 @@ class NeuralStreamEncoder(StreamEncoder):
         # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
         start = time.perf_counter()
         frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
-                                  roi_gain=self.engine.roi_gain)
+                                  roi_gain=self.roi_gain)
         self.keyframes.coded(True)  # intra only: every frame decodes on its own
         return CodedFrame(
             data=frame.data, format=FORMAT_RCB1, keyframe=True, height=frame.height, width=frame.width,

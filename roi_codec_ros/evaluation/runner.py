@@ -241,7 +241,8 @@ def summarize(records: Sequence[FrameRecord]) -> list[dict]:
         row["frames_with_roi"] = sum(1 for r in recs if not math.isnan(r.psnr_roi))
         classes = sorted({c for r in recs for c in r.psnr_class})
         row["psnr_class"] = {c: _nanmean([r.psnr_class.get(c, math.nan) for r in recs]) for c in classes}
-        row["class_frames"] = {c: sum(1 for r in recs if c in r.psnr_class) for c in classes}
+        # the frames the mean is over (a class whose boxes covered no pixel has no PSNR in that frame)
+        row["class_frames"] = {c: sum(1 for r in recs if not math.isnan(r.psnr_class.get(c, math.nan))) for c in classes}
         row["encode_ms_p95"] = float(np.percentile([r.encode_ms for r in recs], 95))
         row["decode_ms_p95"] = float(np.percentile([r.decode_ms for r in recs], 95))
         if recs[0].task_tp is not None:

@@ -329,8 +329,8 @@ class FrameEncoder:
             return EncodeResult(frame=None, boxes=boxes, detections=detections, roi_coverage=coverage,
                                 detector_ms=float(detector_ms), encode_ms=0.0, decision=decision)
         box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
-        if isinstance(self.engine, NeuralEngine):
-            self.engine.roi_gain = settings.roi_gain  # read by its stream encoder: applies to this frame
+        if isinstance(self.stream, NeuralStreamEncoder):
+            self.stream.roi_gain = settings.roi_gain  # applies to this frame
         start = time.perf_counter()
         frame = self.stream.encode(image, roi_mask=mask, boxes=box_array, features=features if self.engine.uses_features else None,
                                    rate=decision.rate, roi_weight=decision.roi_weight)

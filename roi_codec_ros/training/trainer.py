@@ -244,10 +244,12 @@ def sample_latent_gains(cfg: TrainConfig, batch: int, rng: random.Random) -> tor
 
 class StopRequest:
     """SIGINT/SIGTERM ask the loop to stop after the current step and write its checkpoint (a background run is
-    stopped this way; a second signal stops at once)."""
+    stopped this way; a second signal stops at once).  Before the loop starts (``in_loop`` False: data, detector
+    pass, resume) there is nothing new to save, so a signal ends the process at once."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.in_loop = False
         self._previous = {}
 
     def __enter__(self) -> "StopRequest":
@@ -256,6 +258,9 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if not self.in_loop:
+            print(f"signal {signum} during start-up: exiting before the first step (nothing new to save)", flush=True)
+            raise SystemExit(128 + signum)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -488,6 +493,7 @@ def _train(cfg: TrainConfig, stop: StopRequest) -> Path:
     end = min(cfg.steps, cfg.stop_after or cfg.steps)
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not run.is_main, desc="train", mininterval=5)
     deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    stop.in_loop = True  # from here a signal stops after the current step, with a checkpoint
     while run.step < end and not stop.requested and time.time() < deadline:
         batch = sample_batch(cfg, run.model_cfg, train_set, run.step, run.rng, run.device)
         parts, aux_loss = run.train_step(net, batch)
