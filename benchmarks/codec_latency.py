@@ -9,7 +9,7 @@ times (this machine is shared).  Codecs:
 
 - ``old``: the earlier path, selected by flags on the codec object: fp32 analysis, contiguous synthesis weights
   and ``y_hat``, CompressAI's own entropy compress/decompress calls (``_coder.use_cached_tables = False``), GDN
-  out of place (``ChannelMatmulGDN.in_place_inference = False``);
+  out of place (``ChannelMatmulGDN.in_place_inference = False``), g_a as in training (``folded_analysis = False``);
 - ``new``: today's defaults: bf16 analysis where the CPU has native bf16, channels-last synthesis, cached rANS
   tables and the encoder's serial float64 side (``_coder.parallel_side`` for the two-thread one), exact decoder (its pixels are
   checked to equal the old path's, by SHA-1);
@@ -169,6 +169,7 @@ def load_codecs(model: str | None) -> dict[str, RoiCodec]:
 
     old = make(analysis_precision="fp32", channels_last_synthesis=False)
     old._coder.use_cached_tables = False
+    old.folded_analysis = False
     for module in old.model.modules():
         if isinstance(module, ChannelMatmulGDN):
             module.in_place_inference = False

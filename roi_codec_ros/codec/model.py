@@ -146,6 +146,32 @@ class RoiHyperprior(CompressionModel):
                 h = self.g_a_gdn[i](h)
         return h
 
+    @torch.no_grad()
+    def analysis_for_coding(
+        self,
+        x: Tensor,
+        mask_alpha: Tensor,
+        features: Sequence[Tensor],
+        embedding: Tensor,
+        valid: Sequence[int],
+        fused: Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        """Encoder-only g_a (one frame): the function of ``analysis`` computed with fewer passes over the large
+        tensors: the rate condition folded into each convolution's weights, the fusion map convolved with its own
+        slice of the weights and added (instead of concatenated), and GDN's channel mixing as a 1x1 convolution.
+        The float rounding differs (round(y) changes on ~0.1 % of the symbols, like bf16): any y is a valid
+        stream, and the decoder is untouched.  Measured 23.2 -> 20.7 ms at 1242x375 (bf16, 2 threads)."""
+        h = torch.cat([x, mask_alpha], dim=1)
+        for i, (layer, cond) in enumerate(zip(self.g_a_convs, self.g_a_cond)):
+            weight, bias = cond.fold(layer.weight, layer.bias, embedding)
+            channels = h.shape[1]
+            out = F.conv2d(h, weight[:, :channels], bias, layer.stride, layer.padding)
+            if i > 0:
+                f = fused[i - 1] if fused is not None else self.fusion_map(i, features[i - 1], h.shape[-2:], valid, h.dtype)
+                out = out + F.conv2d(f, weight[:, channels:], None, layer.stride, layer.padding)
+            h = self.g_a_gdn[i].forward_conv(out) if i < 3 else out
+        return h
+
     def object_features(self, features: Sequence[Tensor], y: Tensor, valid: Sequence[int]) -> Tensor:
         """``f`` for the object prior: projected detector features on y's grid (B, 3P, h, w)."""
         target = (-(-valid[0] // 16), -(-valid[1] // 16))
