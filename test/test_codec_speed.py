@@ -247,3 +247,36 @@ def test_parallel_hyper_synthesis_gives_the_decoders_float64_bits():
             assert torch.equal(main, worker)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_encoder_analysis_for_coding_is_the_training_graphs_function(random_codec):
+    """analysis_for_coding (folded rate condition, split fusion convs, 1x1-conv GDN) computes ``analysis`` up to
+    float rounding, with and without features and with the cached zero maps; the fold itself is exact maths."""
+    model = random_codec.model
+    torch.manual_seed(3)
+    x, mask = torch.rand(1, 3, 128, 192), torch.rand(1, 1, 128, 192)
+    feats = [torch.randn(1, c, 128 // s, 192 // s) for c, s in zip(model.config.feature_channels, (8, 16, 32))]
+    embedding = model.rate_embedding(torch.tensor([0.37]))
+    with torch.inference_mode():
+        for features in (feats, model.zero_features(1, 128, 192, "cpu")):
+            ref = model.analysis(x, mask, features, embedding, (128, 192))
+            out = model.analysis_for_coding(x, mask, features, embedding, (128, 192))
+            assert out.shape == ref.shape and float((out - ref).abs().max()) < 1e-3 * float(ref.abs().max())
+        cond, layer = model.g_a_cond[1], model.g_a_convs[1]
+        h = torch.randn(1, layer.in_channels, 16, 16)
+        weight, bias = cond.fold(layer.weight, layer.bias, embedding)
+        folded = torch.nn.functional.conv2d(h, weight, bias, layer.stride, layer.padding)
+        assert torch.allclose(folded, cond(layer(h), embedding), atol=1e-5)
+        with pytest.raises(ValueError, match="one frame"):
+            cond.fold(layer.weight, layer.bias, embedding.repeat(2, 1))
+        gdn = model.g_a_gdn[0]
+        t = torch.rand(1, gdn.beta.shape[0], 8, 8)
+        assert torch.allclose(gdn.forward_conv(t), gdn(t), rtol=1e-5, atol=1e-6)
+    codec = copy.deepcopy(random_codec)
+    image = np.random.default_rng(0).integers(0, 256, (128, 192, 3), dtype=np.uint8)
+    codec.folded_analysis = False
+    plain = codec.encode(image, rate=0.6)
+    codec.folded_analysis = True
+    folded_frame = codec.encode(image, rate=0.6)
+    assert abs(folded_frame.num_bytes - plain.num_bytes) <= 0.02 * plain.num_bytes
+    assert codec.decode(folded_frame.data).shape == image.shape
