@@ -250,7 +250,7 @@ def test_parallel_hyper_synthesis_gives_the_decoders_float64_bits():
 
 
 def test_encoder_analysis_for_coding_is_the_training_graphs_function(random_codec):
-    """analysis_for_coding (folded rate condition, split fusion convs, 1x1-conv GDN) computes ``analysis`` up to
+    """analysis(for_coding=True) (folded rate condition, split fusion convs, 1x1-conv GDN) computes ``analysis`` up to
     float rounding, with and without features and with the cached zero maps; the fold itself is exact maths."""
     model = random_codec.model
     torch.manual_seed(3)
@@ -260,7 +260,7 @@ def test_encoder_analysis_for_coding_is_the_training_graphs_function(random_code
     with torch.inference_mode():
         for features in (feats, model.zero_features(1, 128, 192, "cpu")):
             ref = model.analysis(x, mask, features, embedding, (128, 192))
-            out = model.analysis_for_coding(x, mask, features, embedding, (128, 192))
+            out = model.analysis(x, mask, features, embedding, (128, 192), for_coding=True)
             assert out.shape == ref.shape and float((out - ref).abs().max()) < 1e-3 * float(ref.abs().max())
         cond, layer = model.g_a_cond[1], model.g_a_convs[1]
         h = torch.randn(1, layer.in_channels, 16, 16)

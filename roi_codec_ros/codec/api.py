@@ -224,7 +224,7 @@ class RoiCodec:
         self.config: ModelConfig = model.config
         self.analysis_backend = "torch"
         self._analysis_graph = None
-        # encoder-only g_a with fewer passes (RoiHyperprior.analysis_for_coding); False = the training graph's
+        # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
         self.folded_analysis = True
         self._zero_maps: dict[tuple, tuple[list[Tensor], Tensor]] = {}  # see _zero_feature_maps
@@ -440,8 +440,8 @@ class RoiCodec:
     def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded):
         with self._autocast(self.analysis_dtype):
             zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
-            analysis = self.model.analysis_for_coding if self.folded_analysis else self.model.analysis
-            y = analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None)
+            y = self.model.analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None,
+                                    for_coding=self.folded_analysis)
             self._sync()
             t_g_a = time.perf_counter()
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))

@@ -99,7 +99,7 @@ class ConditionalScaleShift(nn.Module):
 
     def fold(self, weight: Tensor, bias: Tensor, embedding: Tensor) -> tuple[Tensor, Tensor]:
         """The weights and bias of ``conv`` such that ``conv'(x) = self(conv(x), embedding)`` (one frame's
-        embedding): no pass over the conv's output (encoder-only, see ``RoiHyperprior.analysis_for_coding``)."""
+        embedding): no pass over the conv's output (encoder-only, see ``RoiHyperprior.analysis(for_coding=True)``)."""
         if embedding.shape[0] != 1:
             raise ValueError("folding the rate condition into a convolution needs one frame's embedding")
         scale, shift = (embedding @ self.scale)[0], (embedding @ self.shift)[0]

@@ -130,13 +130,17 @@ class RoiHyperprior(CompressionModel):
         embedding: Tensor,
         valid: Sequence[int],
         fused: Sequence[Tensor] | None = None,
+        for_coding: bool = False,
     ) -> Tensor:
         """g_a: padded image (B,3,H,W) + weighted ROI mask (B,1,H,W) + detector features -> y.
 
         ``valid`` is the (height, width) of the real image inside the padded tensor.  ``fused``: the three
         ``fusion_map`` results when already known (the codec caches those of zero-filled features); same values.
+        ``for_coding``: the encoder's faster computation of the same function (``_analysis_for_coding``).
         """
         h = torch.cat([x, mask_alpha], dim=1)
+        if for_coding:
+            return self._analysis_for_coding(h, features, embedding, valid, fused)
         for i, (layer, cond) in enumerate(zip(self.g_a_convs, self.g_a_cond)):
             if i > 0:
                 f = fused[i - 1] if fused is not None else self.fusion_map(i, features[i - 1], h.shape[-2:], valid, h.dtype)
@@ -147,21 +151,12 @@ class RoiHyperprior(CompressionModel):
         return h
 
     @torch.no_grad()
-    def analysis_for_coding(
-        self,
-        x: Tensor,
-        mask_alpha: Tensor,
-        features: Sequence[Tensor],
-        embedding: Tensor,
-        valid: Sequence[int],
-        fused: Sequence[Tensor] | None = None,
-    ) -> Tensor:
+    def _analysis_for_coding(self, h: Tensor, features, embedding: Tensor, valid, fused) -> Tensor:
         """Encoder-only g_a (one frame): the function of ``analysis`` computed with fewer passes over the large
         tensors: the rate condition folded into each convolution's weights, the fusion map convolved with its own
         slice of the weights and added (instead of concatenated), and GDN's channel mixing as a 1x1 convolution.
         The float rounding differs (round(y) changes on ~0.1 % of the symbols, like bf16): any y is a valid
         stream, and the decoder is untouched.  Measured 23.2 -> 20.7 ms at 1242x375 (bf16, 2 threads)."""
-        h = torch.cat([x, mask_alpha], dim=1)
         for i, (layer, cond) in enumerate(zip(self.g_a_convs, self.g_a_cond)):
             weight, bias = cond.fold(layer.weight, layer.bias, embedding)
             channels = h.shape[1]
