@@ -135,6 +135,8 @@ def test_eval_command_writes_report_tables_and_plots(labelled_folder, tmp_path):
     assert bd["x264 420"]["bd_rate_psnr"] < 0  # x264 intra beats JPEG on the whole frame
     for name in ("report.md", "rd_psnr_whole.png", "rd_psnr_roi.png", "rd_psnr_bg.png"):
         assert (out / name).stat().st_size > 1000
+    both = [r for r in report["bd"] if r.get("bd_rate_psnr_roi") is not None and r.get("bd_rate_psnr_bg") is not None]
+    assert (out / "bd_roi_vs_bg.png").is_file() == bool(both)
     markdown = (out / "report.md").read_text()
     assert "| x264 420 ROI q-0.3 | crf=30 |" in markdown and "BD-rate against JPEG" in markdown
 
@@ -338,3 +340,12 @@ def test_label_classes_give_per_class_psnr(tmp_path):
     frame = Frame(name="a", image=scene(0), boxes=np.array([SQUARE], float), box_classes=["car"])
     (record,) = evaluate([frame], [JpegCodec(60)], roi_source=RoiSource("frame"), with_msssim=False, progress=False)
     assert set(record.psnr_class) == {"car"} and record.psnr_class["car"] == pytest.approx(record.psnr_roi)
+
+
+def test_roi_vs_background_plot_needs_both_bd_rates(tmp_path):
+    from roi_codec_ros.evaluation.report import roi_bg_plot
+
+    rows = [{"family": "a", "bd_rate_psnr_bg": 20.0, "bd_rate_psnr_roi": -30.0},
+            {"family": "b", "bd_rate_psnr_bg": None, "bd_rate_psnr_roi": -10.0}]
+    assert roi_bg_plot(rows[1:], "x264 420", tmp_path / "none.png", "t") is None and not (tmp_path / "none.png").exists()
+    assert roi_bg_plot(rows, "x264 420", tmp_path / "p.png", "t").stat().st_size > 1000

@@ -193,6 +193,37 @@ def rd_plot(summary: Sequence[dict], quality: str, path: Path, title: str) -> Pa
     return path
 
 
+ROI_BG_PLOT = "bd_roi_vs_bg.png"
+
+
+def roi_bg_plot(bd_rows: Sequence[dict], anchor: str, path: Path, title: str) -> Path | None:
+    """One point per family at (background BD-rate, ROI BD-rate) against ``anchor`` (Fathima et al. Fig. 3): down
+    is fewer ROI bits, left fewer background bits; points of one codec at several ROI weights trace its trade-off.
+    None when no family has both figures."""
+    points = [(r["family"], r.get("bd_rate_psnr_bg"), r.get("bd_rate_psnr_roi")) for r in bd_rows]
+    points = [(f, bg, roi) for f, bg, roi in points if not _isnan(bg) and not _isnan(roi)]
+    if not points:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    markers = "os^vD<>ph*Xd"
+    for i, (family, bg, roi) in enumerate(points):
+        ax.plot([bg], [roi], marker=markers[i % len(markers)], linestyle="none", markersize=7, label=family)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel(f"background BD-rate vs {anchor} [%]")
+    ax.set_ylabel(f"ROI BD-rate vs {anchor} [%]")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
 def _json_safe(value):
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
@@ -229,6 +260,10 @@ def write_report(
             path = rd_plot(summary, quality, out / PLOT_FILES[quality], f"{label} PSNR vs bpp — {meta.get('title', '')}")
             written[PLOT_FILES[quality]] = path
             plot_links[f"{label} PSNR vs bpp"] = path.name
+        path = roi_bg_plot(bd_rows, anchor, out / ROI_BG_PLOT, f"ROI vs background BD-rate — {meta.get('title', '')}")
+        if path is not None:
+            written[ROI_BG_PLOT] = path
+            plot_links[f"ROI vs background BD-rate against {anchor}"] = path.name
     write_text_atomic(
         out / "report.json",
         json.dumps(_json_safe({"meta": meta, "summary": list(summary), "bd": bd_rows, "roi_weight_gains": gains,
