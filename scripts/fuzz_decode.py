@@ -47,6 +47,7 @@ from roi_codec_ros.codec.bitstream import BitstreamError, pack_frame, unpack_fra
 SEED_IMAGES = [(16, 16, 0.5, 1.0, False, 1.0), (48, 80, 0.0, 1.0, False, 1.0), (1, 70, 1.0, 1.0, False, 1.0),
                (65, 33, 1.0, 8.0, True, 1.0), (65, 33, 1.0, 8.0, True, 4.0), (48, 130, 0.3, 4.0, True, 8.0)]
 MAX_FUZZ_SIDE = 256  # structure-aware size changes stay small so a garbage decode stays fast
+FUZZ_STREAM_ID = 0x5EED5EED  # the seed stream (an I-frame and two P-frames): P inputs are decoded against it
 
 
 def make_seeds(codec) -> list[bytes]:
@@ -61,7 +62,19 @@ def make_seeds(codec) -> list[bytes]:
         mask[h // 2 :, w // 2 :] = 0.4  # a second weight: a second gain level
         seeds.append(codec.encode(image, roi_mask=mask if with_roi else None, rate=rate, roi_weight=roi_weight,
                                   roi_gain=roi_gain).data)
+    stream = codec.stream_encoder(keyframe_interval=0, stream_id=FUZZ_STREAM_ID)
+    base = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    for t in range(3):  # version-3 frames: I, P, P (a small object moving over a still background)
+        image = base.copy()
+        image[10:20, 5 + 8 * t : 15 + 8 * t] = 255
+        seeds.append(stream.encode(image, rate=0.5).data)
     return seeds
+
+
+def seed_stream(seeds: list[bytes]) -> list[bytes]:
+    """The frames of the seed stream in order (what a P input's reference is rebuilt from)."""
+    frames = [s for s in seeds if s[3] == bs.STREAM_VERSION and unpack_frame(s)[0].stream_id == FUZZ_STREAM_ID]
+    return sorted(frames, key=lambda s: unpack_frame(s)[0].seq)
 
 
 def load_factory(spec: str):
@@ -201,7 +214,7 @@ def struct_lengths(rng, seed, seeds):
     total = len(body) - bs.header_bytes(seed[3])
     a = rng.randrange(total + 1)
     b = rng.randrange(total - a + 1)
-    if seed[3] >= 2:  # four strings: y, z, w and the gain map
+    if seed[3] == 2:  # four strings: y, z, w and the gain map
         c = rng.randrange(total - a - b + 1)
         struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, c)
         struct.pack_into(">I", body, bs.HEADER_BYTES, total - a - b - c)
@@ -235,6 +248,23 @@ def struct_gain_map(rng, seed, seeds):
     return with_crc(bytes(body))
 
 
+def struct_stream(rng, seed, seeds):
+    """A version-3 frame with other stream fields (valid CRC): another frame type, stream id, sequence numbers or
+    reference CRC, in range or not."""
+    header, strings = unpack_frame(seed)
+    if not header.is_stream_frame:
+        return struct_fields(rng, seed, seeds)
+    body = bytearray(seed[:-4])
+    field = rng.randrange(5)
+    offset = bs.HEADER_BYTES + (0, 1, 5, 9, 13)[field]
+    if field == 0:
+        body[offset] = rng.choice((0, 1, 2, 255))
+    else:
+        struct.pack_into(">I", body, offset, rng.choice((0, 1, 2, header.seq, header.ref_seq, 0xFFFFFFFF,
+                                                          rng.randrange(2**32))))
+    return with_crc(bytes(body))
+
+
 MUTATORS = {  # name -> (function, weight)
     "bitflip": (raw_bitflip, 8),
     "byteset": (raw_byteset, 6),
@@ -249,6 +279,7 @@ MUTATORS = {  # name -> (function, weight)
     "header_bytes": (struct_header_bytes, 8),
     "lengths": (struct_lengths, 9),
     "gain_map": (struct_gain_map, 6),
+    "stream": (struct_stream, 6),
 }
 
 
@@ -271,9 +302,21 @@ def error_kind(message: str) -> str:
     return text.split("(")[0].split(":")[0].strip()[:60]
 
 
-def decode_one(codec, data: bytes) -> tuple[str, str]:
+def decode_one(codec, data: bytes, stream: list[bytes] = ()) -> tuple[str, str]:
+    """Decode one input; a P-frame naming the seed stream is decoded by a stream decoder holding its reference (the
+    seed frames up to it), so garbage residuals reach the decoder, not just the missing-reference check."""
     try:
-        image = codec.decode(data)
+        header = unpack_frame(data)[0]
+    except BitstreamError:
+        header = None
+    try:
+        if header is not None and header.is_p_frame and stream and header.stream_id == FUZZ_STREAM_ID:
+            decoder = codec.stream_decoder()
+            for frame in stream[: header.ref_seq + 1]:
+                decoder.decode(frame)
+            image = decoder.decode(data)
+        else:
+            image = codec.decode(data)
     except BitstreamError as exc:
         return "rejected", error_kind(str(exc))
     except Exception:  # noqa: BLE001 - anything else is what we are looking for
@@ -290,10 +333,12 @@ def worker(conn, codec_factory: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     codec = load_factory(codec_factory)()
-    conn.send(("ready", make_seeds(codec)))  # the seeds come from the worker: one torch start-up, not two
+    seeds = make_seeds(codec)
+    conn.send(("ready", seeds))  # the seeds come from the worker: one torch start-up, not two
+    stream = seed_stream(seeds)
     while True:
         data = conn.recv_bytes()
-        conn.send(decode_one(codec, data))
+        conn.send(decode_one(codec, data, stream))
 
 
 class Worker:

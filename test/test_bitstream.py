@@ -121,7 +121,7 @@ PNG_HEAD = bytes.fromhex("89504e470d0a1a0a0000000d494844520000001000000010080600
         (b"RC", "truncated"),
         (b"RCB", "truncated"),
         (b"RCB\x01" + b"\x00" * 10, "truncated"),
-        (b"RCB\x09" + b"\x00" * 100, r"unsupported format version 9 \(this decoder reads 1, 2\)"),
+        (b"RCB\x09" + b"\x00" * 100, r"unsupported format version 9 \(this decoder reads 1, 2, 3\)"),
         (b"RCB\x00" + b"\x00" * 100, "unsupported format version 0"),
         (b"\x00" * 1000, "bad magic"),
         (b"GIF89a" + b"\x00" * 100, "bad magic"),
@@ -204,7 +204,7 @@ def test_pack_rejects_bad_input():
     with pytest.raises(BitstreamError, match="rate code"):
         pack_frame(make_header(rate_code=70000), STRINGS)
     with pytest.raises(BitstreamError, match="unsupported format version"):
-        pack_frame(make_header(version=3), STRINGS)
+        pack_frame(make_header(version=4), STRINGS)
     with pytest.raises(BitstreamError, match="z latent shape"):
         pack_frame(make_header(z_shape=(1, 1)), STRINGS)
 
@@ -283,9 +283,9 @@ def test_property_arbitrary_bytes_never_escape(data):
         pass
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @settings(max_examples=300, deadline=None)
-@given(body=st.binary(min_size=bs.header_bytes(2), max_size=bs.header_bytes(2) + 64))
+@given(body=st.binary(min_size=bs.header_bytes(3), max_size=bs.header_bytes(3) + 64))
 def test_property_valid_crc_garbage_raises_or_parses_consistently(version, body):
     # structure-aware: right magic/version and a correct CRC over garbage; either a clean error or a frame
     # whose fields satisfy every documented limit (version 2: with a gain map that parses)
@@ -388,3 +388,55 @@ def test_property_version_2_corruption_always_raises(strings, gain_map, data):
     assert unpack_frame(frame)[1]["g"] == bs.pack_gain_map(gain_map)
     with pytest.raises(BitstreamError):
         unpack_frame(mutate(frame, data))
+
+
+# -- version 3: frames of a stream ----------------------------------------------------------------------
+def stream_header(frame_type=bs.FRAME_P, **overrides) -> FrameHeader:
+    fields = dict(version=3, frame_type=frame_type, stream_id=0xDEADBEEF, seq=7, ref_seq=6 if frame_type else 0,
+                  ref_crc=0x1234ABCD if frame_type else 0)
+    fields.update(overrides)
+    return make_header(**fields)
+
+
+def test_version_3_round_trip_and_stream_fields():
+    for header in (stream_header(), stream_header(bs.FRAME_I)):
+        frame = pack_frame(header, STRINGS)
+        assert frame[:4] == b"RCB\x03" and len(frame) == bs.header_bytes(3) + 4 + sum(map(len, STRINGS.values()))
+        parsed, strings = unpack_frame(frame, expected_model_hash=HASH)
+        assert parsed == header and strings == STRINGS and parsed.is_stream_frame
+        assert parsed.is_p_frame == (header.frame_type == bs.FRAME_P)
+    info = bs.header_info(pack_frame(stream_header(), STRINGS))
+    assert info["stream"] == {"frame_type": "P", "stream_id": 0xDEADBEEF, "seq": 7, "ref_seq": 6, "ref_crc": 0x1234ABCD}
+    assert bs.header_info(FRAME)["stream"] is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(frame_type=2), "neither I"),
+    (dict(frame_type=bs.FRAME_I, ref_seq=3), "no reference"),
+    (dict(frame_type=bs.FRAME_I, ref_crc=1), "no reference"),
+    (dict(ref_seq=7), "its own reference"),
+    (dict(seq=2**32), "32-bit"),
+    (dict(version=1), "has no stream fields"),
+    (dict(flags=bs.FLAG_LATENT_GAIN), "gain-map flag"),
+])
+def test_bad_stream_fields_raise(overrides, message):
+    with pytest.raises(BitstreamError, match=message):
+        pack_frame(stream_header(**overrides), STRINGS)
+
+
+def test_version_3_stream_block_tampering_with_a_valid_crc_raises():
+    body = bytearray(pack_frame(stream_header(), STRINGS)[:-4])
+    body[bs.HEADER_BYTES] = 9  # frame type
+    with pytest.raises(BitstreamError, match="neither I"):
+        unpack_frame(recrc(bytes(body)))
+    body = bytearray(pack_frame(stream_header(), STRINGS)[:-4])
+    struct.pack_into(">I", body, bs.HEADER_BYTES + 9, 7)  # its own seq as reference
+    with pytest.raises(BitstreamError, match="its own reference"):
+        unpack_frame(recrc(bytes(body)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(payloads, st.data())
+def test_property_version_3_corruption_always_raises(strings, data):
+    with pytest.raises(BitstreamError):
+        unpack_frame(mutate(pack_frame(stream_header(), strings), data))

@@ -255,23 +255,37 @@ def test_x265_stream_with_roi_appearing_mid_stream():
 
 
 # --------------------------------------------------------------------------------------------- neural engine
-def test_neural_engine_is_intra_only_and_checks_the_model(random_codec):
+def test_neural_engine_streams_p_frames_and_checks_the_model(random_codec):
     engine = NeuralEngine(random_codec)
-    encoder, decoder = engine.stream_encoder(keyframe_interval=5), engine.stream_decoder()
-    image = scene(0, 64, 96)
+    encoder, decoder = engine.stream_encoder(keyframe_interval=3), engine.stream_decoder()
     mask = boxes_to_mask(BOX, (64, 96)).astype(np.float32)
-    for _ in range(3):
-        assert encoder.next_is_keyframe
+    base = scene(0, 64, 96)
+    frames, kinds = [], []
+    for i in range(5):
+        image = base.copy()
+        image[10 + i : 20 + i, 10:30] = 255  # a small moving object on a still background
+        planned = encoder.next_is_keyframe
         frame = encoder.encode(image, roi_mask=mask, boxes=BOX, rate=0.5, roi_weight=8.0)
-        assert (frame.format, frame.keyframe) == (FORMAT_RCB1, True)
-    assert frame.data == random_codec.encode(image, roi_mask=mask, rate=0.5, roi_weight=8.0).data
-    assert np.array_equal(decoder.decode(frame.data, "rcb1"), random_codec.decode(frame.data))
+        assert frame.format == FORMAT_RCB1 and frame.keyframe == planned
+        kinds.append(frame.keyframe)
+        frames.append((image, frame))
+        # a P-frame decodes to the very picture of the intra frame of the same image
+        intra = random_codec.encode(image, roi_mask=mask, rate=0.5, roi_weight=8.0)
+        assert np.array_equal(decoder.decode(frame.data, "rcb1"), random_codec.decode(intra.data))
+    assert kinds == [True, False, False, True, False]
+    assert frames[1][1].num_bytes < frames[0][1].num_bytes  # the residual of a still scene is cheap
     decoder.reset()
-    assert decoder.has_reference  # intra only: nothing to lose
+    assert not decoder.has_reference
+    with pytest.raises(MissingReferenceError, match="no reference is held"):
+        decoder.decode(frames[4][1].data, "rcb1")
+    encoder.request_keyframe()
+    assert encoder.next_is_keyframe and encoder.encode(base, rate=0.5).keyframe
+    intra_only = engine.stream_encoder(keyframe_interval=1)
+    assert all(intra_only.encode(base, rate=0.5).keyframe for _ in range(3))
     with pytest.raises(ForeignFrameError):
-        decoder.decode(RoiCodec.random(seed=1).encode(image).data)
+        decoder.decode(RoiCodec.random(seed=1).encode(base).data)
     with pytest.raises(UnsupportedFormatError):
-        decoder.decode(frame.data, "h264")
+        decoder.decode(frames[0][1].data, "h264")
 
 
 def test_any_format_decoder_dispatches_by_format(random_codec):

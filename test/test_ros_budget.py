@@ -66,7 +66,10 @@ class Rig:
         for cam in CAMERAS:
             overrides = [Parameter("model_path", value="random"), Parameter("detector.weights", value="none"),
                          Parameter("roi.static_boxes_rel", value=[0.0, 0.5, 1.0, 1.0]),
-                         Parameter("roi_weight", value=4.0), Parameter("statistics_period_s", value=0.5)]
+                         Parameter("roi_weight", value=4.0), Parameter("statistics_period_s", value=0.5),
+                         # intra frames: each camera repeats one image, whose P-frames would cost almost nothing
+                         # whatever the rate, so the targets would be out of reach (a budget test, not a P-frame one)
+                         Parameter("keyframe_interval", value=1)]
             self.nodes.append(EncoderNode(context=self.context, namespace=f"{namespace}/{cam}",
                                           parameter_overrides=overrides))
         self.budget = BudgetNode(context=self.context, namespace=namespace, parameter_overrides=[

@@ -23,6 +23,7 @@ Precision (docs/deployment.md has the measured costs):
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 import time
@@ -36,7 +37,11 @@ from torch import Tensor
 from roi_codec_ros.devices import resolve_device
 
 from .bitstream import (
+    FRAME_I,
+    FRAME_P,
     GAIN_STREAM,
+    STREAM_VERSION,
+    MissingReferenceError,
     MAX_PIXELS,
     MAX_SIDE,
     FLAG_FEATURES,
@@ -76,6 +81,7 @@ class EncodedFrame:
     encode_ms: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     roi_gain: float = 1.0  # the explicit latent gain applied in the ROI (1 = none: no gain map was sent)
+    keyframe: bool = True  # False: a P-frame (decodes only after its reference, see stream_encoder)
 
     @property
     def num_bytes(self) -> int:
@@ -224,6 +230,11 @@ class RoiCodec:
         self.config: ModelConfig = model.config
         self.analysis_backend = "torch"
         self._analysis_graph = None
+        # A planned P-frame is coded as an I-frame when the residual's cost proxy (sum log2(1 + |v|)) exceeds this
+        # share of the latents'.  Calibrated on the shipped model (highway, traffic, pedestrians; docs/video.md): the
+        # P-frame's bytes reach the intra frame's at a proxy share of 0.6-0.8.
+        self.p_frame_max_cost = 0.6
+        self.last_residual_cost = math.nan
         # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
         self.folded_analysis = True
@@ -330,7 +341,6 @@ class RoiCodec:
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
     # -- encode / decode -----------------------------------------------------------------------------
-    @torch.inference_mode()
     def encode(
         self,
         image: np.ndarray,
@@ -348,7 +358,18 @@ class RoiCodec:
         roi_gain in [1, 8] (1 = off): explicit latent scaling, y's quantisation step divided by up to this much where
         the mask is 1 (by less where it is fractional), sent as a gain map (format version 2): ROI quality beyond
         what the rate knob alone reaches, at more bits.
+
+        An intra frame (it decodes on its own); ``stream_encoder()`` codes streams of I- and P-frames.
         """
+        return self._encode(image, roi_mask, features, rate, roi_weight, roi_gain)[0]
+
+    @torch.inference_mode()
+    def _encode(self, image, roi_mask, features, rate, roi_weight, roi_gain=1.0, reference: Tensor | None = None,
+                stream: dict | None = None) -> tuple[EncodedFrame, Tensor]:
+        """``encode`` -> (frame, the latents y_hat every decoder of it reconstructs).  ``stream``: the version-3
+        fields (frame_type, stream_id, seq, ref_seq, ref_crc); ``reference``: a P-frame's reference latents (y is
+        coded as the integer residual ``round(y) - reference``, so y_hat = round(y): the picture of the intra frame,
+        at the bits of the residual)."""
         start = time.perf_counter()
         image = _check_image(image)
         self.ranges.check(float(rate), float(roi_weight))
@@ -365,6 +386,8 @@ class RoiCodec:
             if roi_mask.dtype.kind not in "biuf" or not np.isfinite(roi_mask).all():
                 raise ValueError("roi_mask must hold finite numbers in [0, 1] (NaN, inf or non-numbers given)")
         gain_map = gain_map_from_mask(roi_mask, roi_gain, padded)
+        if gain_map is not None and stream is not None:
+            raise ValueError("a frame with a gain map is an intra frame of its own (format version 2), not a stream frame")
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
         x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
         feats = self._features(features, h, w)
@@ -375,8 +398,12 @@ class RoiCodec:
             y, z, w_side = self._analysis_graph(x, mask_alpha, embedding, feats, (h, w))
             t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
             side = {"z": z, "w": w_side}
+            if reference is not None:
+                raise ValueError("P-frames need the torch analysis backend (the graph gives side latents of y)")
         else:
-            y, side, t_g_a = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w, padded)
+            y, side, t_g_a, reference = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w, padded, reference)
+            if reference is None and stream is not None and stream.get("frame_type") == FRAME_P:
+                stream = {**stream, "frame_type": FRAME_I, "ref_seq": 0, "ref_crc": 0}  # coded as an I-frame
         if self._coder.use_cached_tables:
             # y is only rounded (the same integers in float32 as in float64); z and w go to float64 inside, where
             # the decoder's own float64 work on them starts
@@ -387,7 +414,7 @@ class RoiCodec:
             side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
         gain = gain_tensor(gain_map, tuple(y.shape[-2:])) if gain_map is not None else None
-        out = self._coder.compress(y, side=side, gain=gain)
+        out = self._coder.compress(y, side=side, gain=gain)  # y: the residual in a P-frame
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None and self.uses_features else 0) | (FLAG_ROI if roi_mask is not None else 0)
         if gain_map is not None:
@@ -402,9 +429,11 @@ class RoiCodec:
             w_shape=tuple(out["shape"]["w"]),
             pad_multiple=m,
             flags=flags,
-            version=2 if gain_map is not None else 1,
+            version=STREAM_VERSION if stream is not None else 2 if gain_map is not None else 1,
+            **(stream or {}),
         )
         data = pack_frame(header, strings)
+        y_hat = out["y_hat"].float() if reference is None else reference + out["y_hat"].float()
         end = time.perf_counter()
         return EncodedFrame(
             data=data,
@@ -423,7 +452,8 @@ class RoiCodec:
                 "side": (t_analysis - t_g_a) * 1e3,
                 "entropy": (end - t_analysis) * 1e3,
             },
-        )
+            keyframe=reference is None,
+        ), y_hat
 
     def _input_tensors(self, image: np.ndarray, roi_mask: np.ndarray | None, u_alpha: Tensor,
                        padded: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -437,7 +467,10 @@ class RoiCodec:
             mask = self._to_tensor(np.clip(roi_mask.astype(np.float32), 0.0, 1.0)[..., None], padded)
         return x, weighted_roi_mask(mask, u_alpha)
 
-    def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded):
+    def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded, reference=None):
+        """g_a and the side analysis; with a P-frame's ``reference``, y comes back as the residual ``y - reference``
+        ``round(y) - reference`` (float32 integers) and the side latents are those of the residual; the reference
+        comes back None when the residual would cost about as much as the latents (``p_frame_max_cost``): an I-frame."""
         with self._autocast(self.analysis_dtype):
             zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
             y = self.model.analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None,
@@ -445,8 +478,18 @@ class RoiCodec:
             self._sync()
             t_g_a = time.perf_counter()
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
+            if reference is not None:  # integer residual: y_hat = reference + it = round(y), the intra frame's latents
+                latents = torch.round(y.float())
+                residual = latents - reference.to(y.device)
+                # a scene cut, or motion the residual does not capture: it would cost more than the latents
+                cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
+                self.last_residual_cost = cost
+                if cost < self.p_frame_max_cost:
+                    y = residual
+                else:
+                    reference = None
             side = self.model.latent_codec.analyse_side(y, f)
-        return y, side, t_g_a
+        return y, side, t_g_a, reference
 
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int]) -> tuple[list[Tensor], Tensor]:
         """The fusion maps and object features of zero-filled features for this frame size (no detector): the
@@ -469,6 +512,18 @@ class RoiCodec:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def stream_encoder(self, keyframe_interval: int = 10, stream_id: int | None = None):
+        """A stream of I- and P-frames (``roi_codec_ros.codec.stream``); ``encode`` stays intra-only."""
+        from .stream import StreamEncoder
+
+        return StreamEncoder(self, keyframe_interval, stream_id)
+
+    def stream_decoder(self):
+        """Decodes streams (and intra frames): holds the reference a P-frame needs."""
+        from .stream import StreamDecoder
+
+        return StreamDecoder(self)
+
     def read_header(self, data: bytes) -> FrameHeader:
         """Parse and check a frame's container (raises BitstreamError); no decoding."""
         header, _ = unpack_frame(data, expected_model_hash=self.model_hash)
@@ -478,12 +533,22 @@ class RoiCodec:
         """Decode bytes from ``encode`` to an HxWx3 uint8 RGB image; raises ``BitstreamError`` on bad data."""
         return self.decode_timed(data)[0]
 
-    @torch.inference_mode()
     def decode_timed(self, data: bytes) -> tuple[np.ndarray, dict[str, float]]:
         """``decode`` plus its stage times in ms: ``entropy`` (container, z/w/y decoding, h_s/i_s, indexes),
-        ``g_s`` (synthesis on the device), ``output`` (crop, uint8, to host), ``total``."""
+        ``g_s`` (synthesis on the device), ``output`` (crop, uint8, to host), ``total``.  A P-frame of a stream
+        raises MissingReferenceError: only ``stream_decoder()`` holds references."""
+        image, stages, _, _ = self._decode(data)
+        return image, stages
+
+    @torch.inference_mode()
+    def _decode(self, data: bytes, reference: Tensor | None = None) -> tuple[np.ndarray, dict[str, float], FrameHeader, Tensor]:
+        """-> (image, stage times, header, the latents y_hat); ``reference``: the latents a P-frame's residual is
+        added to (the caller checked that they are the frame's reference)."""
         start = time.perf_counter()
         header, strings = unpack_frame(data, expected_model_hash=self.model_hash)
+        if header.is_p_frame and reference is None:
+            raise MissingReferenceError(f"P-frame {header.seq} of stream {header.stream_id:08x} needs its reference "
+                                        f"(frame {header.ref_seq}): decode the stream with a stream decoder")
         if header.pad_multiple != RoiHyperprior.PAD_MULTIPLE:
             raise BitstreamError(f"pad multiple {header.pad_multiple} is not this model's {RoiHyperprior.PAD_MULTIPLE}")
         shapes = {"z": header.z_shape, "w": header.w_shape, "y": header.y_shape}
@@ -501,8 +566,13 @@ class RoiCodec:
         except Exception as exc:  # the entropy decoder rejected the strings
             raise BitstreamError(f"entropy-coded payload could not be decoded: {exc}") from exc
         y_hat = out["y_hat"].float()
+        if header.is_p_frame:
+            if tuple(reference.shape[-2:]) != tuple(header.y_shape):
+                raise MissingReferenceError(f"P-frame {header.seq}: its reference has latents of another size")
+            y_hat = reference + y_hat
         if not torch.isfinite(y_hat).all():
             raise BitstreamError("entropy-coded payload decoded to non-finite latents")
+        latents = y_hat
         t_entropy = time.perf_counter()
         y_hat = y_hat.to(self.device)
         if self.channels_last_synthesis:
@@ -520,4 +590,4 @@ class RoiCodec:
             "g_s": (t_g_s - t_entropy) * 1e3,
             "output": (end - t_g_s) * 1e3,
             "total": (end - start) * 1e3,
-        }
+        }, header, latents

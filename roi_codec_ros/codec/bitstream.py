@@ -28,6 +28,16 @@ the gain map: its uint32 length at offset 40 (header 44 bytes), its bytes after 
 
 A frame without a gain map is written as version 1, byte for byte as before, so earlier decoders read it.
 
+Version 3 (a frame of a stream: ``RoiCodec.stream_encoder``) is version 1 plus a 17-byte stream block at offset 40
+(header 57 bytes), payloads y, z, w after it::
+
+        40    1  frame type: 0 = I (decodes on its own), 1 = P (y codes the residual to its reference's latents)
+        41    4  stream id (uint32): chosen by the encoder at random, new for every stream
+        45    4  sequence number of this frame (uint32, +1 per frame of the stream)
+        49    4  sequence number of the reference (P; 0 in an I-frame)
+        53    4  CRC-32 of the reference's latents (int32 little-endian, row-major; 0 in an I-frame): a decoder
+                 decodes a P-frame only against exactly that reference
+
 ``unpack_frame`` checks, in this order and before allocating anything sized by the stream: magic, version,
 minimum length, that the declared payload lengths add up to exactly the bytes present, the CRC, then every
 field against the limits below and the latent shapes against the image size.  Every failure raises
@@ -43,8 +53,10 @@ from typing import Mapping
 
 # --- format constants and limits (the one place for them) -------------------------------------------------
 MAGIC = b"RCB"
-FORMAT_VERSION = 2  # the newest layout; frames without a gain map are still written as version 1
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # the newest layout; intra frames without a gain map are still written as version 1
+SUPPORTED_VERSIONS = (1, 2, 3)
+STREAM_VERSION = 3  # frames of a stream (I and P)
+FRAME_I, FRAME_P = 0, 1
 MODEL_HASH_BYTES = 8
 STREAM_NAMES = ("y", "z", "w")  # payload order in the container
 GAIN_STREAM = "g"  # version 2: the gain map, after w
@@ -80,6 +92,7 @@ RANS_PAD_FILL = b"\x80"  # words >= 2**31 keep the decoder state large; no 0xF n
 # lengths (3I)
 _HEADER = struct.Struct(">3sB8sHHHBB4H3I")
 _GAIN_LENGTH = struct.Struct(">I")  # version 2: after the version-1 header
+_STREAM_BLOCK = struct.Struct(">BIIII")  # version 3: frame type, stream id, seq, reference seq, reference CRC
 _CRC = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size  # 40 (version 1)
 MIN_FRAME_BYTES = HEADER_BYTES + _CRC.size  # 44: a version-1 frame with three empty payloads
@@ -87,12 +100,17 @@ _LENGTHS_OFFSET = HEADER_BYTES - 12
 
 
 def header_bytes(version: int) -> int:
-    """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length)."""
-    return HEADER_BYTES + (_GAIN_LENGTH.size if version >= 2 else 0)
+    """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length), 57 in version 3."""
+    return HEADER_BYTES + {2: _GAIN_LENGTH.size, 3: _STREAM_BLOCK.size}.get(version, 0)
 
 
 class BitstreamError(ValueError):
     """The bytes are not a frame this decoder can read: truncated, corrupted, foreign or unsupported."""
+
+
+class MissingReferenceError(BitstreamError):
+    """An inter frame arrived but the decoder does not hold the frame it references (lost, never received, or
+    dropped by ``reset()``): nothing is output until the next keyframe."""
 
 
 def rate_to_code(rate: float) -> int:
@@ -135,7 +153,13 @@ class FrameHeader:
     w_shape: tuple[int, int]
     pad_multiple: int = 64
     flags: int = 0
-    version: int = 1  # 2 = with a gain map (FLAG_LATENT_GAIN)
+    version: int = 1  # 2 = with a gain map (FLAG_LATENT_GAIN), 3 = a frame of a stream (below)
+    # version 3 only
+    frame_type: int = FRAME_I
+    stream_id: int = 0
+    seq: int = 0
+    ref_seq: int = 0
+    ref_crc: int = 0
 
     @property
     def rate(self) -> float:
@@ -160,6 +184,14 @@ class FrameHeader:
     @property
     def has_gain_map(self) -> bool:
         return bool(self.flags & FLAG_LATENT_GAIN)
+
+    @property
+    def is_stream_frame(self) -> bool:
+        return self.version == STREAM_VERSION
+
+    @property
+    def is_p_frame(self) -> bool:
+        return self.is_stream_frame and self.frame_type == FRAME_P
 
 
 @dataclass(frozen=True)
@@ -240,9 +272,21 @@ def _check_header(header: FrameHeader) -> None:
         raise BitstreamError(f"rate code {header.rate_code} out of range 0..{RATE_CODE_MAX}")
     if header.flags & ~KNOWN_FLAGS & 0xFF or not 0 <= header.flags <= 0xFF:
         raise BitstreamError(f"flags 0x{header.flags:02x} set reserved bits (known: 0x{KNOWN_FLAGS:02x})")
-    if header.has_gain_map != (header.version >= 2):
+    if header.has_gain_map != (header.version == 2):
         raise BitstreamError(f"version {header.version} frame {'with' if header.has_gain_map else 'without'} the gain-map "
                              "flag (a gain map is what version 2 adds)")
+    stream = (header.frame_type, header.stream_id, header.seq, header.ref_seq, header.ref_crc)
+    if not all(isinstance(v, int) and 0 <= v <= 0xFFFFFFFF for v in stream):
+        raise BitstreamError(f"stream fields {stream} must be 32-bit unsigned integers")
+    if header.version != STREAM_VERSION and any(stream):
+        raise BitstreamError(f"a version {header.version} frame has no stream fields, got {stream}")
+    if header.version == STREAM_VERSION:
+        if header.frame_type not in (FRAME_I, FRAME_P):
+            raise BitstreamError(f"frame type {header.frame_type} is neither I (0) nor P (1)")
+        if header.frame_type == FRAME_I and (header.ref_seq or header.ref_crc):
+            raise BitstreamError("an I-frame has no reference (reference seq and CRC must be 0)")
+        if header.frame_type == FRAME_P and header.ref_seq == header.seq:
+            raise BitstreamError(f"P-frame {header.seq} cannot be its own reference")
     m = header.pad_multiple
     if not (0 < m <= 0xFF and m % Z_STRIDE == 0):
         raise BitstreamError(f"pad multiple {m} is not a positive multiple of {Z_STRIDE} below 256")
@@ -287,8 +331,10 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
         *header.w_shape,
         *(len(p) for p in payloads[:3]),
     )
-    if header.version >= 2:
+    if header.version == 2:
         head += _GAIN_LENGTH.pack(len(payloads[3]))
+    elif header.version == STREAM_VERSION:
+        head += _STREAM_BLOCK.pack(header.frame_type, header.stream_id, header.seq, header.ref_seq, header.ref_crc)
     body = head + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -303,8 +349,9 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
     _check_envelope(view)
     version = view[len(MAGIC)]
     lengths = struct.unpack_from(">3I", view, _LENGTHS_OFFSET)
-    if version >= 2:
+    if version == 2:
         lengths += _GAIN_LENGTH.unpack_from(view, HEADER_BYTES)
+    stream = _STREAM_BLOCK.unpack_from(view, HEADER_BYTES) if version == STREAM_VERSION else (FRAME_I, 0, 0, 0, 0)
     head_bytes = header_bytes(version)
     declared, present = sum(lengths), len(view) - head_bytes - _CRC.size
     if declared > present:
@@ -329,6 +376,11 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
         pad_multiple=pad_multiple,
         flags=flags,
         version=version,
+        frame_type=stream[0],
+        stream_id=stream[1],
+        seq=stream[2],
+        ref_seq=stream[3],
+        ref_crc=stream[4],
     )
     _check_header(header)
     names = _payload_names(version)
@@ -349,7 +401,7 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
 
 
 def _payload_names(version: int) -> tuple[str, ...]:
-    return STREAM_NAMES + ((GAIN_STREAM,) if version >= 2 else ())
+    return STREAM_NAMES + ((GAIN_STREAM,) if version == 2 else ())
 
 
 def _as_bytes(data: bytes) -> memoryview:
@@ -418,6 +470,8 @@ def header_info(data: bytes) -> dict:
         "z_shape": header.z_shape,
         "w_shape": header.w_shape,
         "latent_gain": _gain_info(strings[GAIN_STREAM], header.y_shape) if header.has_gain_map else None,
+        "stream": ({"frame_type": "P" if header.is_p_frame else "I", "stream_id": header.stream_id, "seq": header.seq,
+                    "ref_seq": header.ref_seq, "ref_crc": header.ref_crc} if header.is_stream_frame else None),
         "payload_bytes": {name: len(s) for name, s in strings.items()},
         "total_bytes": total,
         "bpp": 8.0 * total / (header.height * header.width),

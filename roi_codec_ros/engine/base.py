@@ -25,18 +25,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roi_codec_ros.codec.bitstream import BitstreamError
+from roi_codec_ros.codec.bitstream import BitstreamError, MissingReferenceError  # noqa: F401 (part of this interface)
+from roi_codec_ros.codec.stream import KeyframePolicy, check_keyframe_interval  # noqa: F401 (one keyframe rule)
 
 # EncodedFrame.format values (msg/EncodedFrame.msg)
 FORMAT_RCB1 = "rcb1"  # the ROI codec's .rcb container (docs/bitstream.md)
 FORMAT_H264 = "h264"  # H.264 Annex-B access unit (start codes, SPS/PPS before every IDR)
 FORMAT_HEVC = "hevc"  # H.265 Annex-B access unit (VPS/SPS/PPS before every IDR)
 FORMATS = (FORMAT_RCB1, FORMAT_H264, FORMAT_HEVC)
-
-
-class MissingReferenceError(BitstreamError):
-    """An inter frame arrived but the decoder does not hold the frame it references (lost, never received, or
-    dropped by ``reset()``): nothing is output until the next keyframe."""
 
 
 class UnsupportedFormatError(ValueError):
@@ -69,46 +65,6 @@ class CodedFrame:
     @property
     def bpp(self) -> float:
         return 8.0 * len(self.data) / (self.height * self.width)
-
-
-def check_keyframe_interval(frames) -> int:
-    """0 = keyframes only at the start and on request; N >= 1 = also every N-th frame (1 = every frame)."""
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or int(frames) < 0:
-        raise ValueError(f"keyframe_interval must be an integer >= 0 (0 = only on request), got {frames!r}")
-    return int(frames)
-
-
-class KeyframePolicy:
-    """Which frame of a stream is a keyframe: the first, every ``interval``-th since the last keyframe, and the one
-    after a request.  Shared by the engines so that they agree on the rule."""
-
-    def __init__(self, interval: int = 0):
-        self.interval = check_keyframe_interval(interval)
-        self._since_keyframe: int | None = None  # frames coded since the last keyframe; None = nothing coded yet
-        self._requested = False
-
-    def set_interval(self, interval: int) -> None:
-        self.interval = check_keyframe_interval(interval)
-
-    def request(self) -> None:
-        self._requested = True
-
-    def restart(self) -> None:
-        """The next frame starts a new stream (e.g. a new frame size): a keyframe."""
-        self._since_keyframe = None
-
-    @property
-    def next_is_keyframe(self) -> bool:
-        if self._since_keyframe is None or self._requested:
-            return True
-        return self.interval > 0 and self._since_keyframe >= self.interval
-
-    def coded(self, keyframe: bool) -> None:
-        """Record the frame just coded (``keyframe`` = what the encoder really produced)."""
-        if keyframe:
-            self._since_keyframe, self._requested = 1, False
-        else:
-            self._since_keyframe = (self._since_keyframe or 0) + 1
 
 
 class StreamEncoder(abc.ABC):

@@ -1,8 +1,6 @@
-"""The learned ROI codec (``RoiCodec``) behind the engine interface: format ``rcb1``, intra only for now.
-
-Every frame is a keyframe (``RoiCodec.encode`` codes each frame on its own), so ``keyframe_interval`` and
-``request_keyframe`` change nothing yet; they are kept so that a P-frame stream (``codec.stream_encoder``, the video
-issue) replaces ``_encode`` here without changing the interface or its callers.
+"""The learned ROI codec (``RoiCodec``) behind the engine interface: format ``rcb1``, streams of I- and P-frames
+(``roi_codec_ros.codec.stream``: a P-frame codes the latent residual to the previous frame and decodes to the very
+picture of an intra frame).  ``keyframe_interval`` and ``request_keyframe`` act as for the other engines.
 """
 from __future__ import annotations
 
@@ -75,11 +73,16 @@ class NeuralEngine(Engine):
 
 
 class NeuralStreamEncoder(StreamEncoder):
+    """A stream of the codec (``RoiCodec.stream_encoder``): I-frames at the engine's keyframe policy, P-frames that
+    code the latent residual to the previous frame in between (``keyframe_interval`` 1 = intra only)."""
+
     format = FORMAT_RCB1
 
     def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, roi_gain: float = 1.0):
         super().__init__(keyframe_interval)
         self.codec = codec
+        self.stream = codec.stream_encoder(keyframe_interval)
+        self.stream.keyframes = self.keyframes  # one policy: the engine's interval, requests and restarts
         self.roi_gain = roi_gain
 
     # per stream (not shared through the engine): a change applies from the next frame of this stream
@@ -87,16 +90,21 @@ class NeuralStreamEncoder(StreamEncoder):
 
     @property
     def next_is_keyframe(self) -> bool:
-        return True  # intra only
+        return self.stream.next_is_keyframe
 
     def encode(self, rgb, *, roi_mask=None, boxes=None, features=None, rate=0.5, roi_weight=1.0) -> CodedFrame:
         # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
         start = time.perf_counter()
-        frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
-                                  roi_gain=self.roi_gain)
-        self.keyframes.coded(True)  # intra only: every frame decodes on its own
+        if self.keyframes.interval == 1:  # every frame a keyframe: plain intra frames (version 1/2, no stream block)
+            frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
+                                      roi_gain=self.roi_gain)
+            self.keyframes.coded(True)
+            self.stream.reset()
+        else:
+            frame = self.stream.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
+                                       roi_gain=self.roi_gain)
         return CodedFrame(
-            data=frame.data, format=FORMAT_RCB1, keyframe=True, height=frame.height, width=frame.width,
+            data=frame.data, format=FORMAT_RCB1, keyframe=frame.keyframe, height=frame.height, width=frame.width,
             rate=frame.rate, roi_weight=frame.roi_weight, encode_ms=(time.perf_counter() - start) * 1e3,
             timings_ms=dict(frame.timings_ms), params={"beta": frame.beta, "roi_gain": frame.roi_gain},
         )
@@ -107,10 +115,12 @@ class NeuralStreamDecoder(StreamDecoder):
 
     def __init__(self, codec: RoiCodec):
         self.codec = codec
+        self.stream = codec.stream_decoder()
 
     def decode(self, data: bytes, fmt: str | None = None) -> np.ndarray:
         """The image of an rcb1 frame. The model hash inside the bitstream is the one identity check: it is read
-        only after the container's CRC passed, so a damaged frame is BitstreamError, never ForeignFrameError."""
+        only after the container's CRC passed, so a damaged frame is BitstreamError, never ForeignFrameError.
+        A P-frame without its reference raises MissingReferenceError."""
         self._check_format(fmt)
         data = bytes(data)
         header, _ = unpack_frame(data)
@@ -119,11 +129,11 @@ class NeuralStreamDecoder(StreamDecoder):
                 f"made by codec model {header.model_hash.hex()}, this decoder has {self.codec.model_hash.hex()} "
                 "(start the decoder with the encoder's model_path)"
             )
-        return self.codec.decode(data)
+        return self.stream.decode(data)
 
     def reset(self) -> None:
-        pass  # intra only: no reference to forget
+        self.stream.reset()
 
     @property
     def has_reference(self) -> bool:
-        return True  # every rcb1 frame decodes on its own
+        return self.stream.has_reference

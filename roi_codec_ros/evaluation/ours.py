@@ -99,7 +99,8 @@ class OursCodec(EngineCodec):
         a_low, a_high = codec.roi_weight_range
         if not a_low <= float(roi_weight) <= a_high:
             raise ValueError(f"roi_weight must be in [{a_low}, {a_high}] for this model, got {roi_weight}")
-        super().__init__(NeuralEngine(codec, roi_gain=roi_gain), rate, roi_weight, name=name, keyframe_interval=0)
+        # keyframe_interval 1: every frame an intra frame (streams: the spec engine:neural:k=N)
+        super().__init__(NeuralEngine(codec, roi_gain=roi_gain), rate, roi_weight, name=name, keyframe_interval=1)
         self.codec = codec  # the evaluation bag writer recognises our codec by it
         self.roi_gain = float(roi_gain)
 

@@ -1,0 +1,181 @@
+"""Streams of the ROI codec: I-frames, and P-frames that code only the residual of the latents to the previous frame.
+
+    enc = codec.stream_encoder(keyframe_interval=10)     dec = codec.stream_decoder()
+    frame = enc.encode(rgb, roi_mask, features, rate=, roi_weight=)  ->  rgb = dec.decode(frame.data)
+    enc.request_keyframe()                                            (raises MissingReferenceError without it)
+
+A P-frame codes the integer residual ``r = round(y_t) - y_hat_{t-1}`` with the intra model's own entropy model (the
+hyperprior and object prior of ``r``): ``y_hat_t = y_hat_{t-1} + r = round(y_t)``, so a P-frame decodes to exactly the
+picture of the intra frame, at the bits of the residual.  Nothing is trained for it: the saving is what
+the scale hyperprior finds in a residual, large where the scene stands still (a fixed camera), small under
+camera motion (docs/video.md has the measurements).
+
+Every frame of a stream is a version-3 frame (docs/bitstream.md): its stream id, its sequence number and, in a
+P-frame, the sequence number and a CRC-32 of the reference latents.  A decoder decodes a P-frame only when it holds
+exactly that reference, and never outputs a picture decoded against another one.  A frame with a latent gain map is
+an intra frame of its own (version 2): after it the stream continues with a keyframe.
+"""
+from __future__ import annotations
+
+import secrets
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .bitstream import FRAME_I, FRAME_P, MissingReferenceError, gain_to_code
+
+
+def check_keyframe_interval(frames) -> int:
+    """0 = keyframes only at the start and on request; N >= 1 = also every N-th frame (1 = every frame)."""
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or int(frames) < 0:
+        raise ValueError(f"keyframe_interval must be an integer >= 0 (0 = only on request), got {frames!r}")
+    return int(frames)
+
+
+class KeyframePolicy:
+    """Which frame of a stream is a keyframe: the first, every ``interval``-th since the last keyframe, and the one
+    after a request.  Shared by the codec's streams and the engines so that they agree on the rule."""
+
+    def __init__(self, interval: int = 0):
+        self.interval = check_keyframe_interval(interval)
+        self._since_keyframe: int | None = None  # frames coded since the last keyframe; None = nothing coded yet
+        self._requested = False
+
+    def set_interval(self, interval: int) -> None:
+        self.interval = check_keyframe_interval(interval)
+
+    def request(self) -> None:
+        self._requested = True
+
+    def restart(self) -> None:
+        """The next frame starts a new stream (e.g. a new frame size): a keyframe."""
+        self._since_keyframe = None
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        if self._since_keyframe is None or self._requested:
+            return True
+        return self.interval > 0 and self._since_keyframe >= self.interval
+
+    def coded(self, keyframe: bool) -> None:
+        """Record the frame just coded (``keyframe`` = what the encoder really produced)."""
+        if keyframe:
+            self._since_keyframe, self._requested = 1, False
+        else:
+            self._since_keyframe = (self._since_keyframe or 0) + 1
+
+
+def latent_crc(y_hat: Tensor) -> int:
+    """CRC-32 of integer latents as int32 little-endian bytes, row-major: what a P-frame names its reference by."""
+    return zlib.crc32(y_hat.detach().cpu().to(torch.int32).contiguous().numpy().astype("<i4").tobytes())
+
+
+@dataclass
+class _Reference:
+    stream_id: int
+    seq: int
+    y_hat: Tensor  # (1, M, h, w) float32 integers, on the CPU
+    crc: int
+
+
+class StreamEncoder:
+    """One stream of one camera (not thread-safe).  ``keyframe_interval`` as ``KeyframePolicy``."""
+
+    def __init__(self, codec, keyframe_interval: int = 10, stream_id: int | None = None):
+        self.codec = codec
+        self.keyframes = KeyframePolicy(keyframe_interval)
+        self.stream_id = secrets.randbits(32) if stream_id is None else int(stream_id) & 0xFFFFFFFF
+        self._seq = 0
+        self._reference: _Reference | None = None
+
+    def request_keyframe(self) -> None:
+        """The next frame is an I-frame (e.g. a decoder lost its reference, or a new subscriber joined)."""
+        self.keyframes.request()
+
+    def reset(self) -> None:
+        """Forget the reference: the next frame is an I-frame (frames were coded outside this stream)."""
+        self._reference = None
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        return self._reference is None or self.keyframes.next_is_keyframe
+
+    def encode(self, rgb: np.ndarray, roi_mask: np.ndarray | None = None, features=None, rate: float = 0.5,
+               roi_weight: float = 1.0, roi_gain: float = 1.0):
+        """Code the next frame: ``EncodedFrame`` with ``keyframe`` True for an I-frame (arguments as
+        ``RoiCodec.encode``).  A frame of another size than the reference, and one whose latent residual would
+        cost more than its latents (a scene cut), is an I-frame."""
+        if gain_to_code(roi_gain) > 0 and roi_mask is not None:  # a gain map: an intra frame of its own
+            frame, _ = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, roi_gain)
+            self._reference = None  # the next frame of the stream is a keyframe
+            self.keyframes.coded(True)
+            return frame
+        keyframe = self.next_is_keyframe or (self._reference.y_hat.shape[-2:] != self._latent_shape(rgb))
+        seq = self._seq
+        if keyframe:
+            stream, reference = {"frame_type": FRAME_I, "stream_id": self.stream_id, "seq": seq}, None
+        else:
+            ref = self._reference
+            stream = {"frame_type": FRAME_P, "stream_id": self.stream_id, "seq": seq, "ref_seq": ref.seq, "ref_crc": ref.crc}
+            reference = ref.y_hat
+        frame, y_hat = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, 1.0, reference, stream)
+        self._reference = _Reference(self.stream_id, seq, y_hat.cpu(), latent_crc(y_hat))
+        self._seq = (seq + 1) & 0xFFFFFFFF
+        self.keyframes.coded(frame.keyframe)  # a P-frame planned at a scene cut comes out as an I-frame
+        return frame
+
+    def _latent_shape(self, rgb: np.ndarray) -> tuple[int, int]:
+        from .api import padded_size
+
+        h, w = np.asarray(rgb).shape[:2]
+        ph, pw = padded_size(h, w, self.codec.model.PAD_MULTIPLE)
+        return ph // 16, pw // 16
+
+
+class StreamDecoder:
+    """Decodes the frames of streams in order (not thread-safe): I-frames and intra frames on their own, a P-frame
+    only against exactly the reference it names (else ``MissingReferenceError``, a ``BitstreamError``)."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self._reference: _Reference | None = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference is not None
+
+    def reset(self) -> None:
+        """Forget the reference (frames went missing): the next frame must be a keyframe."""
+        self._reference = None
+
+    def decode(self, data: bytes) -> np.ndarray:
+        header = self.codec.read_header(data)
+        reference = None
+        if header.is_p_frame:
+            ref = self._reference
+            problem = None
+            if ref is None:
+                problem = "no reference is held (joined late, lost frames or reset)"
+            elif ref.stream_id != header.stream_id:
+                problem = f"the reference held is of stream {ref.stream_id:08x}"
+            elif ref.seq != header.ref_seq:
+                problem = f"the reference held is frame {ref.seq}"
+            elif ref.crc != header.ref_crc:
+                problem = "the reference held has other latents (CRC mismatch)"
+            if problem:
+                raise MissingReferenceError(f"P-frame {header.seq} of stream {header.stream_id:08x} needs frame "
+                                            f"{header.ref_seq} as its reference: {problem}")
+            reference = ref.y_hat
+        image, _, header, y_hat = self.codec._decode(data, reference)
+        if header.is_stream_frame:
+            self._reference = _Reference(header.stream_id, header.seq, y_hat.cpu(), latent_crc(y_hat))
+        else:  # an intra frame outside any stream (version 1/2): nothing can reference it
+            self._reference = None
+        return image
+
+
+__all__ = ["KeyframePolicy", "MissingReferenceError", "StreamDecoder", "StreamEncoder", "check_keyframe_interval",
+           "latent_crc"]
