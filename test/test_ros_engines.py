@@ -1,7 +1,7 @@
-"""Engines behind the nodes, in-process on a real ROS graph: the x264 and neural engines' EncodedFrames (formats h264 and rcb1,
-keyframes), the keyframe-request loop between decoder and encoder (a decoder that joins mid-stream outputs its
-first frame at a keyframe; a dropped message is followed by an on-demand keyframe; nothing is published while the
-decoder waits), ``ros2 param describe`` texts built from the engine, and the precision parameters.
+"""Engines behind the nodes, in-process on a real ROS graph: the EncodedFrames of the x264 and neural engines
+(formats h264 and rcb1, keyframes), the keyframe-request loop between decoder and encoder (a decoder that joins
+mid-stream outputs its first frame at a keyframe; a dropped message is followed by an on-demand keyframe; nothing
+is published while the decoder waits), ``ros2 param describe`` texts built from the engine, and the precision parameters.
 
 The probe relays the encoder's frames to the decoder (whose base topic is remapped to ``relay_raw``) so that the
 test decides which messages the decoder gets, and relays the decoder's keyframe requests back to the encoder.
