@@ -8,7 +8,7 @@
 Stream rules (the same for every engine): a decoder starts waiting for a keyframe; a sequence gap, an inter frame
 without its reference or a frame that fails to decode make it wait again.  While waiting, inter frames are
 counted (``no_reference``) and never decoded or published, and a keyframe request is due at most every
-``request_period_s``.  Intra-only streams (rcb1 today) never wait: every frame is a keyframe.
+``request_period_s``.  Intra-only streams (keyframe_interval 1) never wait: every frame is a keyframe.
 
 Imports the codec and the engines' decoders only: a decoder process needs neither the detector package
 (ultralytics) nor the encoder.

@@ -259,7 +259,7 @@ class FrameEncoder:
 
     @property
     def intra_only(self) -> bool:
-        return isinstance(self.stream, NeuralStreamEncoder)
+        return self.stream.keyframe_interval == 1  # every frame a keyframe (any engine)
 
     def _state(self) -> dict:
         """``RateController.state()``; with the engine's own rate control: its target, reason 'native', no reach

@@ -119,7 +119,7 @@ PARAMETERS = (
           "move it", range=(-1.0, 1000.0)),
     # -- keyframes (live) --
     Param("keyframe_interval", 10, "a keyframe every this many frames (0 = only the first and requested ones); "
-          "intra-only engines (neural today) code every frame as a keyframe", range=(0, 100000)),
+          "1 = every frame a keyframe (intra only; the neural engine then writes plain intra frames)", range=(0, 100000)),
     Param("keyframe_request_min_interval_s", 0.25, f"at most one keyframe requested by decoders (<output>/"
           f"{KEYFRAME_REQUEST_TOPIC}) per this many seconds; later requests wait, none is lost", range=(0.0, 60.0)),
     # -- detector (read-only: weights define the model) --
