@@ -5,11 +5,11 @@ import numpy as np
 import torch
 
 
-def decode_with_threads(codec, data: bytes, threads: int) -> np.ndarray:
-    """Decode with torch set to ``threads`` (pixels are bit-exact only for a matching CPU thread count class)."""
+def decode_with_threads(decoder, data: bytes, threads: int) -> np.ndarray:
+    """``decoder.decode(data)`` (a codec or a stream decoder) with torch set to ``threads``."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return codec.decode(data)
+        return decoder.decode(data)
     finally:
         torch.set_num_threads(before)

@@ -151,17 +151,8 @@ def test_stream_decoding_is_bit_exact_across_processes_and_threads(tmp_path, ran
     other_process = np.load(str(paths[0]) + ".npy")
     for threads in (1, 2):
         decoder = random_codec.stream_decoder()
-        here = np.stack([_decode(decoder, f.data, threads) for f in stream[:4]])
+        here = np.stack([decode_with_threads(decoder, f.data, threads) for f in stream[:4]])
         assert hashlib.sha1(here.tobytes()).hexdigest() == hashlib.sha1(other_process.tobytes()).hexdigest()
-
-
-def _decode(decoder, data: bytes, threads: int) -> np.ndarray:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return decoder.decode(data)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_intra_decoders_of_earlier_releases_keep_their_frames(random_codec):

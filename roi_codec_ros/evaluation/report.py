@@ -182,11 +182,16 @@ def rd_plot(summary: Sequence[dict], quality: str, path: Path, title: str) -> Pa
         xs, ys = curve(summary, family, quality)
         if xs:
             ax.plot(xs, ys, marker=markers[i % len(markers)], markersize=4, linewidth=1.2, label=family)
-    ax.set_xlabel("bits per pixel (whole frame)")
-    ax.set_ylabel("PSNR [dB]")
+    return _save_figure(fig, ax, "bits per pixel (whole frame)", "PSNR [dB]", title, path, legend="lower right")
+
+
+def _save_figure(fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend: str) -> Path:
+    """Labels, grid and legend of a report plot, written whole or not at all."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc=legend)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
@@ -213,15 +218,8 @@ def roi_bg_plot(bd_rows: Sequence[dict], anchor: str, path: Path, title: str) ->
         ax.plot([bg], [roi], marker=markers[i % len(markers)], linestyle="none", markersize=7, label=family)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.axvline(0.0, color="grey", linewidth=0.8)
-    ax.set_xlabel(f"background BD-rate vs {anchor} [%]")
-    ax.set_ylabel(f"ROI BD-rate vs {anchor} [%]")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    return path
+    return _save_figure(fig, ax, f"background BD-rate vs {anchor} [%]", f"ROI BD-rate vs {anchor} [%]", title, path,
+                        legend="best")
 
 
 def _json_safe(value):
