@@ -39,8 +39,10 @@ def _restore_torch_threads():
     torch.set_num_threads(threads)
 
 
+# intra frames (keyframe interval 1): the controller's tracking figures are those measured for intra streams; the
+# neural engine's P-frames (docs/video.md) under rate control are not tuned yet (docs/rate_control.md)
 BASE = ["--model", "random", "--threads", "1", "--fps", str(FPS), "--static-box-rel", "0,0.5,1,1", "--roi-weight", "4",
-        "--quiet"]
+        "--keyframe-interval", "1", "--quiet"]
 
 
 def test_encode_stream_tracks_a_constant_target_and_writes_csv_json_plot(folder, tmp_path, capsys):
