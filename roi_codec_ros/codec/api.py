@@ -23,7 +23,6 @@ Precision (docs/deployment.md has the measured costs):
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 import time
@@ -234,7 +233,6 @@ class RoiCodec:
         # share of the latents'.  Calibrated on the shipped model (highway, traffic, pedestrians; docs/video.md): the
         # P-frame's bytes reach the intra frame's at a proxy share of 0.6-0.8.
         self.p_frame_max_cost = 0.6
-        self.last_residual_cost = math.nan
         # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
         self.folded_analysis = True
@@ -367,7 +365,7 @@ class RoiCodec:
     def _encode(self, image, roi_mask, features, rate, roi_weight, roi_gain=1.0, reference: Tensor | None = None,
                 stream: dict | None = None) -> tuple[EncodedFrame, Tensor]:
         """``encode`` -> (frame, the latents y_hat every decoder of it reconstructs).  ``stream``: the version-3
-        fields (frame_type, stream_id, seq, ref_seq, ref_crc); ``reference``: a P-frame's reference latents (y is
+        fields (frame_type, stream_id, seq, ref_seq, ref_crc), dropped when the frame gets a gain map; ``reference``: a P-frame's reference latents (y is
         coded as the integer residual ``round(y) - reference``, so y_hat = round(y): the picture of the intra frame,
         at the bits of the residual)."""
         start = time.perf_counter()
@@ -386,8 +384,8 @@ class RoiCodec:
             if roi_mask.dtype.kind not in "biuf" or not np.isfinite(roi_mask).all():
                 raise ValueError("roi_mask must hold finite numbers in [0, 1] (NaN, inf or non-numbers given)")
         gain_map = gain_map_from_mask(roi_mask, roi_gain, padded)
-        if gain_map is not None and stream is not None:
-            raise ValueError("a frame with a gain map is an intra frame of its own (format version 2), not a stream frame")
+        if gain_map is not None:  # a frame with a gain map is an intra frame of its own (version 2), in a stream too
+            stream = reference = None
         u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
         x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
         feats = self._features(features, h, w)
@@ -483,7 +481,6 @@ class RoiCodec:
                 residual = latents - reference.to(y.device)
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
-                self.last_residual_cost = cost
                 if cost < self.p_frame_max_cost:
                     y = residual
                 else:

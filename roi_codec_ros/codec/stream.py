@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .bitstream import FRAME_I, FRAME_P, MissingReferenceError, gain_to_code
+from .bitstream import FRAME_I, FRAME_P, STREAM_VERSION, MissingReferenceError
 
 
 def check_keyframe_interval(frames) -> int:
@@ -79,6 +79,7 @@ class _Reference:
     seq: int
     y_hat: Tensor  # (1, M, h, w) float32 integers, on the CPU
     crc: int
+    size: tuple[int, int]  # the frame's (height, width)
 
 
 class StreamEncoder:
@@ -108,12 +109,8 @@ class StreamEncoder:
         """Code the next frame: ``EncodedFrame`` with ``keyframe`` True for an I-frame (arguments as
         ``RoiCodec.encode``).  A frame of another size than the reference, and one whose latent residual would
         cost more than its latents (a scene cut), is an I-frame."""
-        if gain_to_code(roi_gain) > 0 and roi_mask is not None:  # a gain map: an intra frame of its own
-            frame, _ = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, roi_gain)
-            self._reference = None  # the next frame of the stream is a keyframe
-            self.keyframes.coded(True)
-            return frame
-        keyframe = self.next_is_keyframe or (self._reference.y_hat.shape[-2:] != self._latent_shape(rgb))
+        size = tuple(np.asarray(rgb).shape[:2])
+        keyframe = self.next_is_keyframe or self._reference.size != size
         seq = self._seq
         if keyframe:
             stream, reference = {"frame_type": FRAME_I, "stream_id": self.stream_id, "seq": seq}, None
@@ -121,18 +118,14 @@ class StreamEncoder:
             ref = self._reference
             stream = {"frame_type": FRAME_P, "stream_id": self.stream_id, "seq": seq, "ref_seq": ref.seq, "ref_crc": ref.crc}
             reference = ref.y_hat
-        frame, y_hat = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, 1.0, reference, stream)
-        self._reference = _Reference(self.stream_id, seq, y_hat.cpu(), latent_crc(y_hat))
-        self._seq = (seq + 1) & 0xFFFFFFFF
+        frame, y_hat = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, roi_gain, reference, stream)
         self.keyframes.coded(frame.keyframe)  # a P-frame planned at a scene cut comes out as an I-frame
+        if frame.data[3] != STREAM_VERSION:  # a gain map made it an intra frame of its own: the stream goes on
+            self._reference = None  # with an I-frame
+            return frame
+        self._reference = _Reference(self.stream_id, seq, y_hat.cpu(), latent_crc(y_hat), size)
+        self._seq = (seq + 1) & 0xFFFFFFFF
         return frame
-
-    def _latent_shape(self, rgb: np.ndarray) -> tuple[int, int]:
-        from .api import padded_size
-
-        h, w = np.asarray(rgb).shape[:2]
-        ph, pw = padded_size(h, w, self.codec.model.PAD_MULTIPLE)
-        return ph // 16, pw // 16
 
 
 class StreamDecoder:
@@ -171,7 +164,8 @@ class StreamDecoder:
             reference = ref.y_hat
         image, _, header, y_hat = self.codec._decode(data, reference)
         if header.is_stream_frame:
-            self._reference = _Reference(header.stream_id, header.seq, y_hat.cpu(), latent_crc(y_hat))
+            self._reference = _Reference(header.stream_id, header.seq, y_hat.cpu(), latent_crc(y_hat),
+                                         (header.height, header.width))
         else:  # an intra frame outside any stream (version 1/2): nothing can reference it
             self._reference = None
         return image

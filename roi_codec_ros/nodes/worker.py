@@ -6,6 +6,7 @@ than the camera the latency stays bounded by one frame of waiting instead of gro
 """
 from __future__ import annotations
 
+import abc
 import collections
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
-class _WorkerThread:
+class _WorkerThread(abc.ABC):
     """One daemon thread that handles what a subclass queues, one item at a time, and outlives a bad item.
 
     Subclasses hold the waiting items (under ``_cond``) and implement ``_has_work``, ``_take`` (the arguments of
@@ -29,14 +30,17 @@ class _WorkerThread:
         self.submitted = self.dropped = self.handled = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @abc.abstractmethod
     def _has_work(self) -> bool:
-        raise NotImplementedError
+        """Whether an item waits (called under ``_cond``)."""
 
+    @abc.abstractmethod
     def _take(self) -> tuple:
-        raise NotImplementedError
+        """Remove the next item and return the arguments of its ``handle`` call (under ``_cond``)."""
 
+    @abc.abstractmethod
     def _discard(self) -> None:
-        raise NotImplementedError
+        """Drop every waiting item (under ``_cond``, on stop)."""
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is pending or running (for tests and shutdown); False on timeout."""
