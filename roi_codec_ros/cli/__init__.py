@@ -15,7 +15,7 @@ COMMANDS = {
     "decode": ("roi_codec_ros.cli.codec", "decode a .rcb bitstream into an image file"),
     "info": ("roi_codec_ros.cli.codec", "print the header of a .rcb bitstream"),
     "demo": ("roi_codec_ros.cli.codec", "bundled sample images at roi weight 1 vs a high weight: bytes, ROI/background PSNR, overlay PNGs"),
-    "encode-stream": ("roi_codec_ros.cli.stream", "code a video / image folder / rosbag topic at a kbps target (closed-loop rate control): per-frame CSV, 1-s windows, plot"),
+    "encode-stream": ("roi_codec_ros.cli.stream", "code a video / image folder / rosbag topic as one stream (fixed rate or a kbps target), decode it (optionally with simulated loss): JSON report, per-frame CSV, 1-s windows, plot"),
     "engines": ("roi_codec_ros.cli.codec", "the coding engines (neural, x264, x265, hardware) and whether each runs here"),
     "bag-video": ("roi_codec_ros.tools.bag_video", "a recorded h264/hevc EncodedFrame topic -> .h264/.hevc (ffplay, ffmpeg) and Foxglove video"),
     "ros-demo": ("roi_codec_ros.tools.pipeline_monitor", "run source->encoder->decoder nodes on the bundled images; print bytes/bpp/PSNR/latency"),
