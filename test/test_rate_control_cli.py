@@ -54,6 +54,7 @@ def test_encode_stream_tracks_a_constant_target_and_writes_csv_json_plot(folder,
     assert len(rows) == 40 and [float(r["t"]) for r in rows[:3]] == [0.0, 0.125, 0.25]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 40 and summary["windows"] == 5 and summary["engine"] == "neural"
+    assert json.loads((out / "report.json").read_text())["rate_control"]["mean_kbps"] == summary["mean_kbps"]
     assert summary["skipped"] == sum(r["skip"] == "True" for r in rows) == summary["controller"]["skipped"]
     assert summary["mean_kbps"] == pytest.approx(8 * sum(int(r["bytes"]) for r in rows) / 5.0 / 1000)
     assert abs(summary["mean_error"]) <= 0.10, summary
@@ -98,7 +99,8 @@ def test_encode_stream_reads_a_video_and_a_bag(folder, tmp_path):
 
 
 def test_encode_stream_bad_command_lines(folder, tmp_path, capsys):
-    for args in (["--target-kbps", "-5"], ["--target-schedule", "1:100"], ["--target-schedule", "0:100,0:50"], [],
+    # no target is no longer an error (every frame at --rate: test/test_stream_report_cli.py); a plot needs one
+    for args in (["--target-kbps", "-5"], ["--target-schedule", "1:100"], ["--target-schedule", "0:100,0:50"], ["--plot"],
                  ["--target-kbps", "10", "--fps", "0"]):
         with pytest.raises(SystemExit) as exc:
             roi_codec(["encode-stream", str(folder), *args, "--model", "random"])
