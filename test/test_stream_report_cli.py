@@ -19,6 +19,7 @@ BOXES = {"0000.png": [BOX_A], "1": [BOX_A], "0002.png": [BOX_A], "6": [BOX_B], "
 FRAME_KEYS = {0: "0000.png", 1: "1", 2: "0002.png", 6: "6", 7: "0007.png"}
 BASE = ["--threads", "1", "--quiet"]
 KEYINT = ["--keyframe-interval", "3"]
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # --threads 1
 
 
 def frame(i: int) -> np.ndarray:
@@ -41,16 +42,6 @@ def folder(tmp_path_factory) -> Path:
         Image.fromarray(frame(i)).save(d / f"{i:04d}.png")
     (d.parent / "boxes.json").write_text(json.dumps(BOXES))
     return d
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """--threads 1 sets torch's thread count for this whole process: give later test modules theirs back."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(folder: Path, out: Path, *args: str) -> dict:
@@ -111,9 +102,28 @@ def test_drops_are_counted_never_output_and_output_equals_the_loss_free_decode(l
     assert s["max_abs_delta_psnr"] == 0.0 and s["identical_to_loss_free"] == len(output) and s["loss_free_failures"] == 0
     first_output_after_3 = next(f["index"] for f in frames[4:] if f["output"])
     assert s["recovery"][0] == {"frame": 3, "first_output": first_output_after_3, "frames": first_output_after_3 - 3,
-                                "frames_to_end": N - 3}
+                                "frames_to_end": N - 3, "lost_again": None}
     assert s["recovery"][1]["frame"] == 7 and s["recovery"][1]["frames"] is None and s["unrecovered_at_end"] == 1
     assert s["max_recovery_frames"] <= 3 and s["recovered_within_keyframe_interval"] is True
+    assert s["longest_outage_frames"] == first_output_after_3 - 3
+
+
+def test_recovery_after_a_dropped_keyframe_counts_from_that_drop():
+    from roi_codec_ros.cli.stream_report import recoveries, stream_summary
+
+    # keyframes every 4 frames; frame 2 (P) dropped, then the keyframe 4 that would have ended the outage, then P 6
+    kinds = "IPdPdPdPIP"  # I / P received, d dropped
+    records = [{"index": i, "t": i / 10, "bytes": 100, "bpp": 1.0, "skip": False, "keyframe": i % 4 == 0,
+                "dropped": k == "d", "output": k != "d" and i not in (3, 5, 7), "psnr": 30.0, "psnr_roi": None,
+                "psnr_bg": 30.0, "roi_fraction": 0.0, "encode_ms": 1.0, "decode_ms": 1.0,
+                "delta_psnr": 0.0 if k != "d" and i not in (3, 5, 7) else None, "identical": True}
+               for i, k in enumerate(kinds)]
+    got = recoveries(records)
+    assert [(d["frame"], d["frames"], d["lost_again"]) for d in got] == [(2, 6, 4), (4, 4, None), (6, 2, None)]
+    s = stream_summary(records, keyframe_interval=4, fps=10, drop_every=2)
+    assert s["max_recovery_frames"] == 4 and s["recovered_within_keyframe_interval"] is True
+    assert s["longest_outage_frames"] == 6 and (s["dropped"], s["not_decoded"], s["decoded"]) == (3, 3, 4)
+    assert stream_summary(records, keyframe_interval=3, fps=10, drop_every=2)["recovered_within_keyframe_interval"] is False
 
 
 def test_boxes_json_boxes_are_the_roi_of_their_frames(lossy):

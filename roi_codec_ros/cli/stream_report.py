@@ -147,22 +147,41 @@ class StreamCheck:
                           identical=bool(np.array_equal(got.image, clean.image)))
 
 
-def _mean(values) -> float | None:
+def _mean(values, how=np.mean) -> float | None:
+    """``how`` of the finite values (None for none: an ROI PSNR without ROI, the decode time of a lost frame)."""
     values = [v for v in values if _finite(v) is not None]
-    return float(np.mean(values)) if values else None
+    return float(how(values)) if values else None
+
+
+def _median(values) -> float | None:
+    return _mean(values, np.median)
 
 
 def recoveries(records: list[dict]) -> list[dict]:
     """Per dropped message: its frame, the first frame the lossy decoder output after it, and the frames between
-    (``frames`` = first output - dropped; None when the stream ended first: ``frames_to_end`` then)."""
+    (``frames`` = first output - dropped; None when the stream ended first: ``frames_to_end`` then).  ``lost_again``:
+    a keyframe dropped before that output, the one that would have ended the outage (the outage goes on: the
+    recovery that counts is that drop's; a P-frame dropped while the decoder waits changes nothing)."""
     out = []
     for i, r in enumerate(records):
-        if not r.get("dropped"):
+        if not r["dropped"]:
             continue
         first = next((j for j in range(i + 1, len(records)) if records[j]["output"]), None)
+        again = next((j for j in range(i + 1, len(records) if first is None else first)
+                      if records[j]["dropped"] and records[j]["keyframe"]), None)
         out.append({"frame": r["index"], "first_output": None if first is None else records[first]["index"],
-                    "frames": None if first is None else first - i, "frames_to_end": len(records) - i})
+                    "frames": None if first is None else first - i, "frames_to_end": len(records) - i,
+                    "lost_again": None if again is None else records[again]["index"]})
     return out
+
+
+def longest_outage(records: list[dict]) -> int:
+    """The most frames in a row that the (lossy) decoder did not output."""
+    longest = run = 0
+    for r in records:
+        run = 0 if r["output"] else run + 1
+        longest = max(longest, run)
+    return longest
 
 
 def stream_summary(records: list[dict], keyframe_interval: int, fps: float, drop_every: int = 0) -> dict:
@@ -184,8 +203,9 @@ def stream_summary(records: list[dict], keyframe_interval: int, fps: float, drop
     out["frames_with_roi"] = sum(1 for r in records if r["roi_fraction"] > 0)
     out["mean_roi_fraction"] = _mean([r["roi_fraction"] for r in records])
     for kind, frames in by_type.items():
-        out[f"mean_encode_ms_{kind}"] = _mean([r["encode_ms"] for r in frames])
-        out[f"mean_decode_ms_{kind}"] = _mean([r["decode_ms"] for r in frames])
+        for what in ("encode_ms", "decode_ms"):
+            out[f"mean_{what}_{kind}"] = _mean([r[what] for r in frames])
+            out[f"median_{what}_{kind}"] = _median([r[what] for r in frames])
     output = [r for r in records if r["output"]]
     out.update(drop_every=drop_every or None, dropped=sum(1 for r in records if r["dropped"]),
                not_decoded=sum(1 for r in coded if not r["dropped"] and not r["output"]), decoded=len(output))
@@ -193,19 +213,20 @@ def stream_summary(records: list[dict], keyframe_interval: int, fps: float, drop
         return out
     deltas = [abs(r["delta_psnr"]) for r in output if r["delta_psnr"] is not None]
     recovery = recoveries(records)
-    recovered = [d["frames"] for d in recovery if d["frames"] is not None]
+    last = [d for d in recovery if d["lost_again"] is None]  # drops whose recovery was not cut short by another
+    recovered = [d["frames"] for d in last if d["frames"] is not None]
     within = None  # keyframe interval 0: no keyframe to recover at
-    if keyframe_interval > 0:
+    if keyframe_interval > 0:  # a drop the stream ended after counts when the stream ended within the interval
         within = all((d["frames"] if d["frames"] is not None else d["frames_to_end"]) <= keyframe_interval
-                     for d in recovery)
+                     for d in last)
     out.update(
         loss_free_failures=sum(1 for r in coded if "loss_free_error" in r),
         mean_output_psnr=_mean([r["psnr"] + r["delta_psnr"] for r in output if r["delta_psnr"] is not None]),
         max_abs_delta_psnr=max(deltas) if deltas else None,
         identical_to_loss_free=sum(1 for r in output if r["identical"]),
         recovery=recovery, max_recovery_frames=max(recovered) if recovered else None,
-        unrecovered_at_end=sum(1 for d in recovery if d["frames"] is None),
-        recovered_within_keyframe_interval=within,
+        unrecovered_at_end=sum(1 for d in last if d["frames"] is None),
+        recovered_within_keyframe_interval=within, longest_outage_frames=longest_outage(records),
     )
     return out
 
@@ -220,16 +241,20 @@ def format_stream_summary(s: dict) -> str:
         f"{s['total_bytes']} bytes, {_f(s['mean_bpp'], '.4f')} bpp, {s['mean_kbps']:.1f} kbps; "
         f"PSNR {_f(s['mean_psnr'])} dB (ROI {_f(s['mean_psnr_roi'])}, background {_f(s['mean_psnr_bg'])}; "
         f"ROI in {s['frames_with_roi']} frames)",
-        f"encode ms I {_f(s['mean_encode_ms_i'], '.1f')} / P {_f(s['mean_encode_ms_p'], '.1f')}, "
-        f"decode ms I {_f(s['mean_decode_ms_i'], '.1f')} / P {_f(s['mean_decode_ms_p'], '.1f')}",
+        f"encode ms I {_f(s['mean_encode_ms_i'], '.1f')} / P {_f(s['mean_encode_ms_p'], '.1f')} (median "
+        f"{_f(s['median_encode_ms_i'], '.1f')} / {_f(s['median_encode_ms_p'], '.1f')}), decode ms I "
+        f"{_f(s['mean_decode_ms_i'], '.1f')} / P {_f(s['mean_decode_ms_p'], '.1f')} (median "
+        f"{_f(s['median_decode_ms_i'], '.1f')} / {_f(s['median_decode_ms_p'], '.1f')})",
     ]
     if s["drop_every"]:
-        recovery = ", ".join(str(d["frames"]) if d["frames"] is not None else f"(end after {d['frames_to_end']})"
+        recovery = ", ".join(f"(lost again at {d['lost_again']})" if d["lost_again"] is not None else
+                             str(d["frames"]) if d["frames"] is not None else f"(end after {d['frames_to_end']})"
                              for d in s["recovery"])
         within = {None: "", True: " (within one keyframe interval)", False: " (NOT within one keyframe interval)"}
         lines.append(
             f"drop every {s['drop_every']}: {s['dropped']} dropped, {s['not_decoded']} not decoded, "
             f"{s['decoded']} decoded (PSNR {_f(s['mean_output_psnr'])} dB); max |dPSNR| vs loss-free "
             f"{_f(s['max_abs_delta_psnr'], '.4f')} dB, {s['identical_to_loss_free']} of {s['decoded']} identical; "
-            f"frames to recover: {recovery or 'none'}{within[s['recovered_within_keyframe_interval']]}")
+            f"frames to recover: {recovery or 'none'}{within[s['recovered_within_keyframe_interval']]}, "
+            f"longest outage {s['longest_outage_frames']} frames")
     return "\n".join(lines)
