@@ -35,3 +35,14 @@ def random_codec():
     from roi_codec_ros.codec import RoiCodec
 
     return RoiCodec.random(seed=0)
+
+
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """For modules whose commands run with ``--threads N`` (it sets torch's thread count for this whole process):
+    give later test modules theirs back.  ``pytestmark = pytest.mark.usefixtures("restore_torch_threads")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ from roi_codec_ros.cli import main as roi_codec
 
 H, W = 48, 64
 FPS = 8
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # --threads 1 below
 
 
 def frame(i: int) -> np.ndarray:
@@ -27,16 +28,6 @@ def folder(tmp_path_factory) -> Path:
     for i in range(40):
         Image.fromarray(frame(i)).save(d / f"{i:04d}.png")
     return d
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """--threads 1 (below) sets torch's thread count for this whole process: give later test modules theirs back."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 # intra frames (keyframe interval 1): the controller's tracking figures are those measured for intra streams; the
