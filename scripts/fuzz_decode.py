@@ -171,11 +171,22 @@ def struct_resize(rng, seed, seeds):
     h, w = rng.randrange(1, MAX_FUZZ_SIDE + 1), rng.randrange(1, MAX_FUZZ_SIDE + 1)
     shape = bs.latent_shape(h, w, header.pad_multiple)
     header = replace(header, height=h, width=w, z_shape=shape, w_shape=shape)
-    return pack_frame(header, _refit_gain_map(rng, header, strings))
+    return pack_frame(header, _refit_maps(rng, header, strings))
 
 
-def _refit_gain_map(rng, header, strings):
-    """A version-2 frame's gain map redrawn for the header's (changed) y grid, so the frame stays packable."""
+def _random_motion(rng, y_shape) -> bytes:
+    """A valid motion field for y's grid, block size and choices at random."""
+    field = bs.MotionField(block=rng.randrange(1, bs.MAX_MOTION_BLOCK + 1), max_shift=rng.randrange(bs.MAX_MOTION_SHIFT + 1), choices=b"")
+    rows, cols = field.blocks_shape(y_shape)
+    return bs.pack_motion(bs.MotionField(field.block, field.max_shift,
+                                         bytes(rng.randrange(field.candidates) for _ in range(rows * cols))))
+
+
+def _refit_maps(rng, header, strings):
+    """A frame's gain map (version 2) or motion field (version-3 P-frame) redrawn for the header's (changed) y grid,
+    so the frame stays packable."""
+    if header.has_motion:
+        return {**strings, bs.MOTION_STREAM: _random_motion(rng, header.y_shape)}
     if not header.has_gain_map:
         return strings
     levels = rng.randrange(2, bs.MAX_GAIN_LEVELS + 1)
@@ -189,14 +200,16 @@ def struct_fields(rng, seed, seeds):
     if change == 0:
         header = replace(header, rate_code=rng.choice((0, 65535, rng.randrange(65536))))
     elif change == 1:
-        # the gain-map flag belongs to the version (pack_frame refuses a mismatch; struct_header_bytes tries it)
-        header = replace(header, flags=(rng.randrange(bs.KNOWN_FLAGS + 1) & ~bs.FLAG_LATENT_GAIN) | (header.flags & bs.FLAG_LATENT_GAIN))
+        # the gain-map and motion flags belong to the payloads (pack_frame refuses a mismatch; struct_header_bytes
+        # tries it)
+        kept = bs.FLAG_LATENT_GAIN | bs.FLAG_MOTION
+        header = replace(header, flags=(rng.randrange(bs.KNOWN_FLAGS + 1) & ~kept) | (header.flags & kept))
     elif change == 2:
         header = replace(header, model_hash=rng.randbytes(8))
     else:
         shape = bs.latent_shape(header.height, header.width, 128)
         header = replace(header, pad_multiple=128, z_shape=shape, w_shape=shape)
-        strings = _refit_gain_map(rng, header, strings)
+        strings = _refit_maps(rng, header, strings)
     return pack_frame(header, strings)
 
 
@@ -204,20 +217,21 @@ def struct_header_bytes(rng, seed, seeds):
     """Random bytes in the fixed header (after magic+version) with a correct CRC."""
     body = bytearray(seed[:-4])
     for _ in range(rng.choice((1, 2, 4))):
-        body[rng.randrange(3, bs.header_bytes(seed[3]))] = rng.randrange(256)  # the version byte too
+        body[rng.randrange(3, bs.header_bytes(seed[3], seed[18]))] = rng.randrange(256)  # the version byte too
     return with_crc(bytes(body))
 
 
 def struct_lengths(rng, seed, seeds):
     """Move bytes between the strings (lengths still add up) with a correct CRC."""
     body = bytearray(seed[:-4])
-    total = len(body) - bs.header_bytes(seed[3])
+    total = len(body) - bs.header_bytes(seed[3], seed[18])
     a = rng.randrange(total + 1)
     b = rng.randrange(total - a + 1)
-    if seed[3] == 2:  # four strings: y, z, w and the gain map
+    fourth = bs.HEADER_BYTES if seed[3] == 2 else bs.header_bytes(3) if seed[3] == 3 and seed[18] & bs.FLAG_MOTION else None
+    if fourth is not None:  # four strings: y, z, w and the gain map or the motion field
         c = rng.randrange(total - a - b + 1)
         struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, c)
-        struct.pack_into(">I", body, bs.HEADER_BYTES, total - a - b - c)
+        struct.pack_into(">I", body, fourth, total - a - b - c)
     else:
         struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, total - a - b)
     return with_crc(bytes(body))
@@ -245,6 +259,30 @@ def struct_gain_map(rng, seed, seeds):
         g = bytes((rng.randrange(1, bs.MAX_GAIN_CODE + 1), levels)) + zlib.compress(bytes(rng.randrange(levels) for _ in range(cells)))
     body = bytearray(pack_frame(header, strings)[: -4 - len(strings["g"])] + g)
     struct.pack_into(">I", body, bs.HEADER_BYTES, len(g))
+    return with_crc(bytes(body))
+
+
+def struct_motion(rng, seed, seeds):
+    """A P-frame whose motion field is garbage, truncated, of another size or out of range, or valid but other
+    (decodes against another prediction, never crashes) (correct CRC)."""
+    header, strings = unpack_frame(seed)
+    if not header.has_motion:
+        return struct_stream(rng, seed, seeds)
+    m = strings[bs.MOTION_STREAM]
+    op = rng.randrange(5)
+    if op == 0:
+        m = rng.randbytes(rng.choice((0, 1, 2, 3, 16, 200)))
+    elif op == 1:  # a valid stream of the wrong block count
+        count = len(bs.unpack_motion(m, header.y_shape).choices)
+        m = m[:2] + zlib.compress(bytes(rng.randrange(4) for _ in range(max(0, count + rng.choice((-1, 1, 64))))))
+    elif op == 2:  # block and max shift anywhere in 0..255
+        m = bytes((rng.randrange(256), rng.randrange(256))) + m[2:]
+    elif op == 3:
+        m = m[: rng.randrange(len(m))]
+    else:
+        m = _random_motion(rng, header.y_shape)
+    body = bytearray(pack_frame(header, strings)[: -4 - len(strings[bs.MOTION_STREAM])] + m)
+    struct.pack_into(">I", body, bs.header_bytes(3), len(m))
     return with_crc(bytes(body))
 
 
@@ -280,6 +318,7 @@ MUTATORS = {  # name -> (function, weight)
     "lengths": (struct_lengths, 9),
     "gain_map": (struct_gain_map, 6),
     "stream": (struct_stream, 6),
+    "motion": (struct_motion, 5),
 }
 
 

@@ -39,12 +39,14 @@ from .bitstream import (
     FRAME_I,
     FRAME_P,
     GAIN_STREAM,
+    MOTION_STREAM,
     STREAM_VERSION,
     MissingReferenceError,
     MAX_PIXELS,
     MAX_SIDE,
     FLAG_FEATURES,
     FLAG_LATENT_GAIN,
+    FLAG_MOTION,
     FLAG_ROI,
     BitstreamError,
     FrameHeader,
@@ -55,14 +57,17 @@ from .bitstream import (
     guard_rans_string,
     pack_frame,
     pack_gain_map,
+    pack_motion,
     rate_to_code,
     unpack_frame,
     unpack_gain_map,
+    unpack_motion,
 )
 from compressai.ops import compute_padding
 
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
 from .conditioning import GAIN_LEVELS, ControlRanges, latent_gain_levels, weighted_roi_mask
+from . import motion
 from .model import ModelConfig, RoiHyperprior, build_model
 
 
@@ -217,6 +222,7 @@ class RoiCodec:
         self.model_hash = bytes.fromhex(self.model_id)[:8]
         # entropy side on CPU float64 (determinism); transforms on the device
         self._coder = copy.deepcopy(model.latent_codec).double().cpu().eval()
+        self._inter_coder = copy.deepcopy(model.inter_codec).double().cpu().eval() if model.config.inter_prior else None
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             # oneDNN's 5x5 convolutions are ~10 % faster on channels-last weights on CPU.  Encoder-only: y may differ
@@ -232,7 +238,12 @@ class RoiCodec:
         # A planned P-frame is coded as an I-frame when the residual's cost proxy (sum log2(1 + |v|)) exceeds this
         # share of the latents'.  Calibrated on the shipped model (highway, traffic, pedestrians; docs/video.md): the
         # P-frame's bytes reach the intra frame's at a proxy share of 0.6-0.8.
-        self.p_frame_max_cost = 0.6
+        # A P-frame entropy model's training calibrates its own (roi-codec train-inter: the share that saved the most
+        # bytes on held-out clips), kept in the model file's metadata: an encoder-side choice, not hashed.
+        self.p_frame_max_cost = float(self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_max_cost", 0.6))
+        # P-frames predict their latents by block motion on y's grid (codec/motion.py); False = from the reference
+        # as it is (streams before motion; benchmarks compare the two)
+        self.p_frame_motion = True
         # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
         self.folded_analysis = True
@@ -369,37 +380,26 @@ class RoiCodec:
         coded as the integer residual ``round(y) - reference``, so y_hat = round(y): the picture of the intra frame,
         at the bits of the residual)."""
         start = time.perf_counter()
-        image = _check_image(image)
-        self.ranges.check(float(rate), float(roi_weight))
+        image, roi_mask, rate_code, (x, mask_alpha, feats, embedding) = self._inputs(image, roi_mask, features, rate, roi_weight)
         h, w = image.shape[:2]
         m = RoiHyperprior.PAD_MULTIPLE
         padded = padded_size(h, w, m)
-        rate_code = rate_to_code(rate)
-        rate_q = code_to_rate(rate_code)  # condition on exactly what the decoder will see
-
-        if roi_mask is not None:
-            roi_mask = np.asarray(roi_mask)
-            if roi_mask.shape != (h, w):
-                raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
-            if roi_mask.dtype.kind not in "biuf" or not np.isfinite(roi_mask).all():
-                raise ValueError("roi_mask must hold finite numbers in [0, 1] (NaN, inf or non-numbers given)")
+        rate_q = code_to_rate(rate_code)
         gain_map = gain_map_from_mask(roi_mask, roi_gain, padded)
         if gain_map is not None:  # a frame with a gain map is an intra frame of its own (version 2), in a stream too
             stream = reference = None
-        u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
-        x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
-        feats = self._features(features, h, w)
-        embedding = self.model.rate_embedding(torch.tensor([rate_q], device=self.device))
         t_input = time.perf_counter()
         # encoder-only transforms, in analysis_precision: whatever y/z/w come out are coded as they are
         if self._analysis_graph is not None:
             y, z, w_side = self._analysis_graph(x, mask_alpha, embedding, feats, (h, w))
             t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
-            side = {"z": z, "w": w_side}
+            side, motion_field = {"z": z, "w": w_side}, None
             if reference is not None:
                 raise ValueError("P-frames need the torch analysis backend (the graph gives side latents of y)")
         else:
-            y, side, t_g_a, reference = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w, padded, reference)
+            # reference becomes the prediction of the latents (the reference moved by the motion field)
+            y, side, t_g_a, reference, _, motion_field = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
+                                                                       padded, reference)
             if reference is None and stream is not None and stream.get("frame_type") == FRAME_P:
                 stream = {**stream, "frame_type": FRAME_I, "ref_seq": 0, "ref_crc": 0}  # coded as an I-frame
         if self._coder.use_cached_tables:
@@ -412,12 +412,16 @@ class RoiCodec:
             side = {k: v.double().cpu().contiguous() for k, v in side.items()}
         t_analysis = time.perf_counter()
         gain = gain_tensor(gain_map, tuple(y.shape[-2:])) if gain_map is not None else None
-        out = self._coder.compress(y, side=side, gain=gain)  # y: the residual in a P-frame
+        coder, context = self._entropy_coder(reference)
+        out = coder.compress(y, side=side, gain=gain, context=context)  # y: the residual in a P-frame
         strings = {name: out["strings"][name][0] for name in ("y", "z", "w")}
         flags = (FLAG_FEATURES if features is not None and self.uses_features else 0) | (FLAG_ROI if roi_mask is not None else 0)
         if gain_map is not None:
             strings[GAIN_STREAM] = pack_gain_map(gain_map)
             flags |= FLAG_LATENT_GAIN
+        if reference is not None and motion_field is not None:
+            strings[MOTION_STREAM] = pack_motion(motion_field)
+            flags |= FLAG_MOTION
         header = FrameHeader(
             model_hash=self.model_hash,
             height=h,
@@ -453,6 +457,44 @@ class RoiCodec:
             keyframe=reference is None,
         ), y_hat
 
+    def _inputs(self, image, roi_mask, features, rate, roi_weight):
+        """Checked inputs of one frame -> (image, roi_mask as an array or None, rate code, (x, mask_alpha, detector
+        features, rate embedding)): the encoder conditions on the rate the decoder will read, ``code_to_rate(code)``."""
+        image = _check_image(image)
+        self.ranges.check(float(rate), float(roi_weight))
+        h, w = image.shape[:2]
+        padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
+        rate_code = rate_to_code(rate)
+        if roi_mask is not None:
+            roi_mask = np.asarray(roi_mask)
+            if roi_mask.shape != (h, w):
+                raise ValueError(f"roi_mask shape {roi_mask.shape} does not match the image ({h}, {w})")
+            if roi_mask.dtype.kind not in "biuf" or not np.isfinite(roi_mask).all():
+                raise ValueError("roi_mask must hold finite numbers in [0, 1] (NaN, inf or non-numbers given)")
+        u_alpha = torch.tensor([self.ranges.u_alpha(float(roi_weight))], device=self.device)
+        x, mask_alpha = self._input_tensors(image, roi_mask, u_alpha, padded)
+        embedding = self.model.rate_embedding(torch.tensor([code_to_rate(rate_code)], device=self.device))
+        return image, roi_mask, rate_code, (x, mask_alpha, self._features(features, h, w), embedding)
+
+    @torch.inference_mode()
+    def frame_latents(self, image: np.ndarray, rate: float = 0.5, roi_mask: np.ndarray | None = None,
+                      roi_weight: float = 1.0, features: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """(round(y), f) of one frame as the encoder computes them: the integer latents an intra frame codes (and
+        every decoder of it gets) and the object prior's detector features on y's grid.  Training data for the
+        P-frames' entropy model (``roi_codec_ros.training.inter``)."""
+        image, _, _, (x, mask_alpha, feats, embedding) = self._inputs(image, roi_mask, features, rate, roi_weight)
+        h, w = image.shape[:2]
+        y, _, _, _, f, _ = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
+                                             padded_size(h, w, RoiHyperprior.PAD_MULTIPLE))
+        return torch.round(y.float()).cpu(), f.float().cpu()
+
+    def _entropy_coder(self, reference: Tensor | None):
+        """(the float64 CPU entropy model of a frame, its context): a P-frame's residual (``reference`` given) has its
+        own where the model has one, which also sees the reference latents."""
+        if reference is None or self._inter_coder is None:
+            return self._coder, None
+        return self._inter_coder, reference.detach().to("cpu", torch.float64)
+
     def _input_tensors(self, image: np.ndarray, roi_mask: np.ndarray | None, u_alpha: Tensor,
                        padded: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """``x`` = RGB/255 and ``mask_alpha = (1 - m) * u_alpha + m``, (1,3,Hp,Wp) and (1,1,Hp,Wp), replicate-padded
@@ -466,9 +508,12 @@ class RoiCodec:
         return x, weighted_roi_mask(mask, u_alpha)
 
     def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded, reference=None):
-        """g_a and the side analysis; with a P-frame's ``reference``, y comes back as the residual ``y - reference``
-        ``round(y) - reference`` (float32 integers) and the side latents are those of the residual; the reference
-        comes back None when the residual would cost about as much as the latents (``p_frame_max_cost``): an I-frame."""
+        """g_a and the side analysis -> (y, side latents, time after g_a, prediction, the object prior's features f,
+        motion field); with a P-frame's ``reference``, y comes back as the integer residual ``round(y) - prediction``
+        (float32), the prediction being the reference moved by the motion field (``codec/motion.py``; the reference
+        itself without ``p_frame_motion``), and the side latents are those of the residual (under the P-frames'
+        entropy model where the model has one); the prediction comes back None when the residual would cost about as
+        much as the latents (``p_frame_max_cost``): an I-frame."""
         with self._autocast(self.analysis_dtype):
             zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
             y = self.model.analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None,
@@ -476,17 +521,23 @@ class RoiCodec:
             self._sync()
             t_g_a = time.perf_counter()
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
-            if reference is not None:  # integer residual: y_hat = reference + it = round(y), the intra frame's latents
+            motion_field = None
+            if reference is not None:  # integer residual: y_hat = prediction + it = round(y), the intra frame's latents
                 latents = torch.round(y.float())
-                residual = latents - reference.to(y.device)
+                reference = reference.to(latents.device)
+                if self.p_frame_motion:
+                    motion_field = motion.search(latents, reference)
+                    reference = motion.predict(reference, motion_field)
+                residual = latents - reference
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
                 if cost < self.p_frame_max_cost:
                     y = residual
                 else:
-                    reference = None
-            side = self.model.latent_codec.analyse_side(y, f)
-        return y, side, t_g_a, reference
+                    reference = motion_field = None
+            codec = self.model.inter_codec if reference is not None and self._inter_coder is not None else self.model.latent_codec
+            side = codec.analyse_side(y, f)
+        return y, side, t_g_a, reference, f, motion_field
 
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int]) -> tuple[list[Tensor], Tensor]:
         """The fusion maps and object features of zero-filled features for this frame size (no detector): the
@@ -557,15 +608,19 @@ class RoiCodec:
         }
         gain = gain_tensor(unpack_gain_map(strings[GAIN_STREAM], header.y_shape), header.y_shape) if header.has_gain_map else None
         try:
-            out = self._coder.decompress(guarded, shapes, gain=gain)
+            if header.is_p_frame:
+                if tuple(reference.shape[-2:]) != tuple(header.y_shape):
+                    raise MissingReferenceError(f"P-frame {header.seq}: its reference has latents of another size")
+                if header.has_motion:  # the prediction the residual was coded against
+                    reference = motion.predict(reference, unpack_motion(strings[MOTION_STREAM], header.y_shape))
+            coder, context = self._entropy_coder(reference if header.is_p_frame else None)
+            out = coder.decompress(guarded, shapes, gain=gain, context=context)
         except BitstreamError:
             raise
         except Exception as exc:  # the entropy decoder rejected the strings
             raise BitstreamError(f"entropy-coded payload could not be decoded: {exc}") from exc
         y_hat = out["y_hat"].float()
         if header.is_p_frame:
-            if tuple(reference.shape[-2:]) != tuple(header.y_shape):
-                raise MissingReferenceError(f"P-frame {header.seq}: its reference has latents of another size")
             y_hat = reference + y_hat
         if not torch.isfinite(y_hat).all():
             raise BitstreamError("entropy-coded payload decoded to non-finite latents")

@@ -38,6 +38,15 @@ Version 3 (a frame of a stream: ``RoiCodec.stream_encoder``) is version 1 plus a
         53    4  CRC-32 of the reference's latents (int32 little-endian, row-major; 0 in an I-frame): a decoder
                  decodes a P-frame only against exactly that reference
 
+A version-3 P-frame with block motion (``FLAG_MOTION``, ``codec/motion.py``) has a uint32 length after the stream
+block (header 61 bytes) and a fourth payload ``m`` after w's: its latents are coded against the reference shifted
+block by block, by whole cells of y's grid::
+
+         0    1  block B (1..MAX_MOTION_BLOCK): cells of y's grid per block side
+         1    1  max shift S (0..MAX_MOTION_SHIFT)
+         2    *  zlib stream of one uint8 choice per block (row-major, ceil(h/B) x ceil(w/B)): 0 = no prediction,
+                 1 + (dy + S) * (2S + 1) + (dx + S) = the reference shifted by (dy, dx) cells
+
 ``unpack_frame`` checks, in this order and before allocating anything sized by the stream: magic, version,
 minimum length, that the declared payload lengths add up to exactly the bytes present, the CRC, then every
 field against the limits below and the latent shapes against the image size.  Every failure raises
@@ -70,7 +79,11 @@ Y_PER_Z = 4  # y's grid is 4x z's in each direction
 FLAG_FEATURES = 0x01
 FLAG_ROI = 0x02
 FLAG_LATENT_GAIN = 0x04  # version 2 only: the frame carries a gain map
-KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI | FLAG_LATENT_GAIN
+FLAG_MOTION = 0x08  # version-3 P-frames only: the frame carries a motion field
+KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI | FLAG_LATENT_GAIN | FLAG_MOTION
+MOTION_STREAM = "m"  # version-3 P-frames with FLAG_MOTION: the motion field, after w
+MAX_MOTION_BLOCK = 16
+MAX_MOTION_SHIFT = 7  # (2 * 7 + 1)**2 + 1 = 226 choices fit a byte
 
 GAIN_CODE_SCALE = 16  # gain = 1 + code / 16: exact binary fractions, the same float64 on every machine
 MAX_GAIN_CODE = 112  # gain <= 8
@@ -93,15 +106,19 @@ RANS_PAD_FILL = b"\x80"  # words >= 2**31 keep the decoder state large; no 0xF n
 _HEADER = struct.Struct(">3sB8sHHHBB4H3I")
 _GAIN_LENGTH = struct.Struct(">I")  # version 2: after the version-1 header
 _STREAM_BLOCK = struct.Struct(">BIIII")  # version 3: frame type, stream id, seq, reference seq, reference CRC
+_MOTION_LENGTH = struct.Struct(">I")  # version 3 with FLAG_MOTION: after the stream block
+_FLAGS_OFFSET = 18
 _CRC = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size  # 40 (version 1)
 MIN_FRAME_BYTES = HEADER_BYTES + _CRC.size  # 44: a version-1 frame with three empty payloads
 _LENGTHS_OFFSET = HEADER_BYTES - 12
 
 
-def header_bytes(version: int) -> int:
-    """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length), 57 in version 3."""
-    return HEADER_BYTES + {2: _GAIN_LENGTH.size, 3: _STREAM_BLOCK.size}.get(version, 0)
+def header_bytes(version: int, flags: int = 0) -> int:
+    """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length), 57 in version 3, 61 in
+    a version-3 frame with a motion field (its length)."""
+    motion = _MOTION_LENGTH.size if version == STREAM_VERSION and flags & FLAG_MOTION else 0
+    return HEADER_BYTES + {2: _GAIN_LENGTH.size, 3: _STREAM_BLOCK.size}.get(version, 0) + motion
 
 
 class BitstreamError(ValueError):
@@ -186,6 +203,10 @@ class FrameHeader:
         return bool(self.flags & FLAG_LATENT_GAIN)
 
     @property
+    def has_motion(self) -> bool:
+        return bool(self.flags & FLAG_MOTION)
+
+    @property
     def is_stream_frame(self) -> bool:
         return self.version == STREAM_VERSION
 
@@ -207,6 +228,55 @@ class GainMap:
         """1 + code * level / (16 * (levels - 1)): one correctly rounded division, the same on every machine."""
         denominator = GAIN_CODE_SCALE * (self.levels - 1)
         return (denominator + self.code * int(level)) / denominator
+
+
+@dataclass(frozen=True)
+class MotionField:
+    """A P-frame's block motion on y's grid (``codec/motion.py``): one choice per ``block`` x ``block`` cells, 0 = no
+    prediction, else the reference shifted by whole cells (``motion.candidate``)."""
+
+    block: int
+    max_shift: int
+    choices: bytes
+
+    @property
+    def candidates(self) -> int:
+        return (2 * self.max_shift + 1) ** 2 + 1
+
+    def blocks_shape(self, y_shape: tuple[int, int]) -> tuple[int, int]:
+        return -(-int(y_shape[0]) // self.block), -(-int(y_shape[1]) // self.block)
+
+
+def pack_motion(field: MotionField) -> bytes:
+    """The ``m`` payload of a version-3 P-frame with ``FLAG_MOTION``."""
+    return bytes((field.block, field.max_shift)) + zlib.compress(bytes(field.choices), 9)
+
+
+def unpack_motion(payload: bytes, y_shape: tuple[int, int]) -> MotionField:
+    """Parse and check an ``m`` payload for y's grid (raises ``BitstreamError``); never inflates past the grid."""
+    payload = bytes(payload)
+    if len(payload) < 3:
+        raise BitstreamError(f"motion field of {len(payload)} bytes is truncated (block, max shift, zlib stream)")
+    block, max_shift = payload[0], payload[1]
+    if not 1 <= block <= MAX_MOTION_BLOCK:
+        raise BitstreamError(f"motion block {block} out of range 1..{MAX_MOTION_BLOCK}")
+    if max_shift > MAX_MOTION_SHIFT:
+        raise BitstreamError(f"motion max shift {max_shift} out of range 0..{MAX_MOTION_SHIFT}")
+    field = MotionField(block, max_shift, b"")
+    rows, cols = field.blocks_shape(y_shape)
+    n = rows * cols
+    if len(payload) > _max_gain_payload(n):  # zlib's worst case for n bytes, as for gain maps
+        raise BitstreamError(f"motion field of {len(payload)} bytes is too long for {n} blocks")
+    inflater = zlib.decompressobj()
+    try:
+        choices = inflater.decompress(payload[2:], n + 1)
+    except zlib.error as exc:
+        raise BitstreamError(f"motion field is not a valid zlib stream: {exc}") from exc
+    if len(choices) != n or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise BitstreamError(f"motion field does not hold exactly {n} blocks for y's grid {tuple(y_shape)} in one zlib stream")
+    if max(choices) >= field.candidates:
+        raise BitstreamError(f"motion field holds choice {max(choices)}, but has only {field.candidates}")
+    return MotionField(block, max_shift, choices)
 
 
 def gain_to_code(gain: float) -> int:
@@ -278,6 +348,8 @@ def _check_header(header: FrameHeader) -> None:
     stream = (header.frame_type, header.stream_id, header.seq, header.ref_seq, header.ref_crc)
     if not all(isinstance(v, int) and 0 <= v <= 0xFFFFFFFF for v in stream):
         raise BitstreamError(f"stream fields {stream} must be 32-bit unsigned integers")
+    if header.has_motion and not header.is_p_frame:
+        raise BitstreamError("only a version-3 P-frame carries a motion field")
     if header.version != STREAM_VERSION and any(stream):
         raise BitstreamError(f"a version {header.version} frame has no stream fields, got {stream}")
     if header.version == STREAM_VERSION:
@@ -309,7 +381,7 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
     encoder never writes a frame it cannot read back.
     """
     _check_header(header)
-    names = _payload_names(header.version)
+    names = _payload_names(header.version, header.flags)
     if set(strings) != set(names):
         raise BitstreamError(f"strings must have exactly the keys {names}, got {sorted(strings)}")
     payloads = [bytes(strings[name]) for name in names]
@@ -318,6 +390,8 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
             raise BitstreamError(f"{name} string of {len(payload)} bytes exceeds the limit of {MAX_STREAM_BYTES}")
     if header.has_gain_map:
         unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
+    if header.has_motion:
+        unpack_motion(strings[MOTION_STREAM], header.y_shape)
     head = _HEADER.pack(
         MAGIC,
         header.version,
@@ -335,6 +409,8 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
         head += _GAIN_LENGTH.pack(len(payloads[3]))
     elif header.version == STREAM_VERSION:
         head += _STREAM_BLOCK.pack(header.frame_type, header.stream_id, header.seq, header.ref_seq, header.ref_crc)
+        if header.has_motion:
+            head += _MOTION_LENGTH.pack(len(payloads[3]))
     body = head + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -352,7 +428,13 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
     if version == 2:
         lengths += _GAIN_LENGTH.unpack_from(view, HEADER_BYTES)
     stream = _STREAM_BLOCK.unpack_from(view, HEADER_BYTES) if version == STREAM_VERSION else (FRAME_I, 0, 0, 0, 0)
-    head_bytes = header_bytes(version)
+    flags = view[_FLAGS_OFFSET]
+    head_bytes = header_bytes(version, flags)
+    if len(view) < head_bytes + _CRC.size:
+        raise BitstreamError(f"truncated: {len(view)} bytes, a version-{version} frame with a motion field has at "
+                             f"least {head_bytes + _CRC.size}")
+    if head_bytes > header_bytes(version):
+        lengths += _MOTION_LENGTH.unpack_from(view, header_bytes(version))
     declared, present = sum(lengths), len(view) - head_bytes - _CRC.size
     if declared > present:
         raise BitstreamError(f"truncated: header says {declared} payload bytes, {present} present")
@@ -383,7 +465,7 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
         ref_crc=stream[4],
     )
     _check_header(header)
-    names = _payload_names(version)
+    names = _payload_names(version, flags)
     for name, length in zip(names, lengths):
         if length > MAX_STREAM_BYTES:
             raise BitstreamError(f"{name} string of {length} bytes exceeds the limit of {MAX_STREAM_BYTES}")
@@ -397,11 +479,17 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
         offset += length
     if header.has_gain_map:
         unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
+    if header.has_motion:
+        unpack_motion(strings[MOTION_STREAM], header.y_shape)
     return header, strings
 
 
-def _payload_names(version: int) -> tuple[str, ...]:
-    return STREAM_NAMES + ((GAIN_STREAM,) if version == 2 else ())
+def _payload_names(version: int, flags: int = 0) -> tuple[str, ...]:
+    if version == 2:
+        return STREAM_NAMES + (GAIN_STREAM,)
+    if version == STREAM_VERSION and flags & FLAG_MOTION:
+        return STREAM_NAMES + (MOTION_STREAM,)
+    return STREAM_NAMES
 
 
 def _as_bytes(data: bytes) -> memoryview:
@@ -472,6 +560,7 @@ def header_info(data: bytes) -> dict:
         "latent_gain": _gain_info(strings[GAIN_STREAM], header.y_shape) if header.has_gain_map else None,
         "stream": ({"frame_type": "P" if header.is_p_frame else "I", "stream_id": header.stream_id, "seq": header.seq,
                     "ref_seq": header.ref_seq, "ref_crc": header.ref_crc} if header.is_stream_frame else None),
+        "motion": _motion_info(strings[MOTION_STREAM], header.y_shape) if header.has_motion else None,
         "payload_bytes": {name: len(s) for name, s in strings.items()},
         "total_bytes": total,
         "bpp": 8.0 * total / (header.height * header.width),
@@ -482,3 +571,10 @@ def _gain_info(payload: bytes, y_shape: tuple[int, int]) -> dict:
     gain_map = unpack_gain_map(payload, y_shape)
     counts = [gain_map.cells.count(level) for level in range(gain_map.levels)]
     return {"top_gain": gain_map.gain(gain_map.levels - 1), "levels": gain_map.levels, "cells_per_level": counts}
+
+
+def _motion_info(payload: bytes, y_shape: tuple[int, int]) -> dict:
+    field = unpack_motion(payload, y_shape)
+    moved = sum(1 for c in field.choices if c and c != 1 + field.max_shift * (2 * field.max_shift + 2))
+    return {"block": field.block, "max_shift": field.max_shift, "blocks": len(field.choices),
+            "blocks_without_prediction": field.choices.count(0), "blocks_shifted": moved}

@@ -1,0 +1,84 @@
+"""Block motion on y's grid: a P-frame's prediction of its latents from the reference's, by whole latent cells.
+
+The reference latents ``y_hat_{t-1}`` are integers; a P-frame codes ``round(y_t) - prediction``.  Under camera
+motion the plain reference (``prediction = y_hat_{t-1}``) is a poor prediction: at 16 pixels per latent cell,
+content moves by cells between frames.  Here each block of ``block`` x ``block`` cells (64 x 64 pixels at 4)
+takes the reference shifted by (dy, dx) whole cells, |dy|, |dx| <= ``max_shift``, or no prediction at all (zeros:
+new content, where coding the latents themselves is cheaper than a residual).  Whole-cell shifts of integers are
+integers: the prediction, hence the decoded latents ``prediction + residual = round(y_t)``, are exact on every
+machine, so the P-frame still decodes to the intra frame's picture.
+
+The encoder picks each block's choice by the sum of ``log2(1 + |residual|)`` over the block (a proxy of its bits),
+a plain search over ``(2 * max_shift + 1)**2 + 1`` candidates; the choices travel in the frame as a ``MotionField``
+(``bitstream.pack_motion``), a few dozen bytes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .bitstream import MotionField
+
+DEFAULT_BLOCK = 4
+DEFAULT_MAX_SHIFT = 2
+
+
+def candidate(index: int, max_shift: int) -> tuple[int, int] | None:
+    """Choice ``index`` -> (dy, dx), or None for "no prediction" (index 0)."""
+    if index == 0:
+        return None
+    side = 2 * max_shift + 1
+    dy, dx = divmod(index - 1, side)
+    return dy - max_shift, dx - max_shift
+
+
+def shifted(reference: Tensor, dy: int, dx: int) -> Tensor:
+    """``out[..., i, j] = reference[..., i - dy, j - dx]``, the border cells repeated where that falls outside."""
+    h, w = reference.shape[-2:]
+    rows = (torch.arange(h, device=reference.device) - dy).clamp(0, h - 1)
+    cols = (torch.arange(w, device=reference.device) - dx).clamp(0, w - 1)
+    return reference.index_select(-2, rows).index_select(-1, cols)
+
+
+def _block_map(choices: Tensor, block: int, shape: tuple[int, int]) -> Tensor:
+    """Per-block choices (hb, wb) -> per-cell choices (h, w)."""
+    return choices.repeat_interleave(block, 0).repeat_interleave(block, 1)[: shape[0], : shape[1]]
+
+
+def predict(reference: Tensor, field: MotionField) -> Tensor:
+    """The prediction of a P-frame's latents from its reference's (1, M, h, w) under ``field`` (same dtype)."""
+    shape = tuple(reference.shape[-2:])
+    blocks = field.blocks_shape(shape)
+    choices = torch.tensor(list(field.choices), dtype=torch.long).reshape(blocks)
+    cells = _block_map(choices, field.block, shape)
+    out = torch.zeros_like(reference)
+    for index in torch.unique(choices).tolist():
+        shift = candidate(index, field.max_shift)
+        if shift is not None:
+            out = torch.where(cells == index, shifted(reference, *shift), out)
+    return out
+
+
+def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_shift: int = DEFAULT_MAX_SHIFT) -> MotionField:
+    """Each block's cheapest candidate for coding the integer ``latents`` against ``reference`` (both (1, M, h, w)):
+    the one with the least sum of log2(1 + |latents - prediction|); ties go to the lower index (no motion before
+    motion, small shifts before large ones in scan order)."""
+    h, w = latents.shape[-2:]
+    pad = (0, (-w) % block, 0, (-h) % block)
+    costs = [F.avg_pool2d(F.pad(torch.log2(1 + latents.abs()).sum(1, keepdim=True), pad), block)]
+    side = 2 * max_shift + 1
+    for index in range(1, side * side + 1):
+        dy, dx = candidate(index, max_shift)
+        cost = torch.log2(1 + (latents - shifted(reference, dy, dx)).abs()).sum(1, keepdim=True)
+        costs.append(F.avg_pool2d(F.pad(cost, pad), block))
+    stacked = torch.cat(costs, dim=1)[0]  # (candidates, hb, wb)
+    # prefer no shift on (near-)ties: the zero shift is index 1 + max_shift * side + max_shift
+    still = 1 + max_shift * side + max_shift
+    best = stacked.argmin(0)
+    keep = stacked[still] <= stacked.gather(0, best[None])[0] * (1 + 1e-6)
+    best = torch.where(keep, torch.full_like(best, still), best)
+    return MotionField(block=block, max_shift=max_shift, choices=bytes(best.reshape(-1).to(torch.uint8).tolist()))
+
+
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_MAX_SHIFT", "candidate", "predict", "search", "shifted"]
