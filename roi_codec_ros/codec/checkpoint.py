@@ -87,14 +87,18 @@ def export_model(
     detector: dict[str, Any] | None = None,
     uses_features: bool = True,
     metadata: dict[str, Any] | None = None,
+    update_tables: bool = True,
 ) -> Path:
     """Write a deployable model file (CDF tables updated and included; fp16 storage by default; content hash).
 
     ``uses_features=False`` marks a model trained with zero-filled detector features only (the feature-free
     baseline): its codec then ignores features it is given, because its projections never learned them.
     The file is written whole or not at all (temporary file + rename); non-finite weights are refused.
+    ``update_tables=False`` keeps the CDF tables the model holds (a model loaded from a file and extended: its tables
+    stay those computed from the weights before fp16 storage, so its frames stay byte-identical).
     """
-    model.update(force=True)
+    if update_tables:
+        model.update(force=True)
     state = {}
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu()

@@ -63,11 +63,12 @@ class BucketizedGaussianConditional(GaussianConditional):
 
 
 class ScaleCombiner(nn.Module):
-    """1x1 conv on ``[sigma_z; sigma_w]`` -> scales of y; starts as the identity on sigma_z."""
+    """1x1 conv on ``[sigma_z; sigma_w]`` (and ``context_channels`` more) -> scales of y; starts as the identity on
+    sigma_z."""
 
-    def __init__(self, M: int):
+    def __init__(self, M: int, context_channels: int = 0):
         super().__init__()
-        self.mix = nn.Conv2d(2 * M, M, kernel_size=1)
+        self.mix = nn.Conv2d(2 * M + context_channels, M, kernel_size=1)
         with torch.no_grad():
             self.mix.weight.zero_()
             self.mix.weight[:, :M, 0, 0].copy_(torch.eye(M))
@@ -261,7 +262,9 @@ class ObjectPriorLatentCodec(LatentCodec):
 
     use_cached_tables = True
 
-    def __init__(self, N: int, M: int, object_in: int, object_channels: int):
+    def __init__(self, N: int, M: int, object_in: int, object_channels: int, context_channels: int = 0):
+        """``context_channels`` > 0: the scales of y also depend on a context both ends hold before decoding (a
+        P-frame's reference latents), through ``context`` (a 3x3 conv + ReLU) into the combiner."""
         super().__init__()
         self.hyper = HyperLatentCodec(
             entropy_bottleneck=EntropyBottleneck(N),
@@ -275,21 +278,32 @@ class ObjectPriorLatentCodec(LatentCodec):
         )
         self.y = GaussianConditionalLatentCodec(
             gaussian_conditional=BucketizedGaussianConditional(None),
-            entropy_parameters=ScaleCombiner(M),
+            entropy_parameters=ScaleCombiner(M, context_channels),
             chunks=("scales",),
         )
+        self.context = nn.Sequential(conv3x3(M, context_channels), nn.ReLU()) if context_channels else None
 
-    def forward(self, y: Tensor, f: Tensor, gain: Tensor | None = None) -> dict[str, Any]:
+    def scales(self, z_params: Tensor, w_params: Tensor, context: Tensor | None = None) -> Tensor:
+        """The scales of y from the two side decoders' outputs (and the context, which a codec with a ``context``
+        net requires: decoders hold it too)."""
+        parts = [z_params, w_params]
+        if self.context is not None:
+            if context is None:
+                raise ValueError("this entropy model needs a context (a P-frame's reference latents)")
+            parts.append(self.context(context.to(z_params)))
+        elif context is not None:
+            raise ValueError("this entropy model takes no context")
+        return self.y.entropy_parameters(torch.cat(parts, dim=1))
+
+    def forward(self, y: Tensor, f: Tensor, gain: Tensor | None = None, context: Tensor | None = None) -> dict[str, Any]:
         """Training pass (noise quantisation).  ``gain``: (B, 1, h, w) explicit latent scaling, as ``compress``:
-        ``y * gain`` is quantised under the scales times ``gain`` and divided back."""
+        ``y * gain`` is quantised under the scales times ``gain`` and divided back.  ``context``: see ``scales``."""
         hyper_out = self.hyper(y)
         object_out = self.object(torch.cat([y, f], dim=1))
-        params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
+        scales = self.scales(hyper_out["params"], object_out["params"], context)
         if gain is None:
-            y_out = self.y(y, params)
-            y_hat, y_likelihoods = y_out["y_hat"], y_out["likelihoods"]["y"]
+            y_hat, y_likelihoods = self.y.gaussian_conditional(y, scales)
         else:
-            scales = self.y.entropy_parameters(params)
             scaled_hat, y_likelihoods = self.y.gaussian_conditional(y * gain, scales * gain)
             y_hat = scaled_hat / gain
         return {
@@ -303,12 +317,13 @@ class ObjectPriorLatentCodec(LatentCodec):
         return {"z": self.hyper.h_a(y), "w": self.object.h_a(torch.cat([y, f], dim=1))}
 
     def compress(self, y: Tensor, f: Tensor | None = None, side: dict[str, Tensor] | None = None,
-                 gain: Tensor | None = None) -> dict[str, Any]:
+                 gain: Tensor | None = None, context: Tensor | None = None) -> dict[str, Any]:
         """Code one frame's ``y`` with its side latents ``side = {"z", "w"}`` (``analyse_side(y, f)`` if not given).
 
         ``gain``: explicit latent scaling, a float64 (1, 1, h, w) map >= 1 on y's grid (from the bitstream's gain map):
         y is coded as ``round(y * gain)`` with the scales times ``gain`` (a finer quantisation step where the gain is
-        high), and ``y_hat = round(y * gain) / gain``.  ``decompress`` must get the same map.
+        high), and ``y_hat = round(y * gain) / gain``.  ``decompress`` must get the same map (and the same
+        ``context``, see ``scales``).
 
         The float64 parts the decoder recomputes (z_hat/w_hat, h_s, i_s, the combiner, the indexes) run in float64
         on the CPU whatever dtype ``y``/``z``/``w`` come in (converted exactly); ``y`` itself is only rounded, which
@@ -316,20 +331,20 @@ class ObjectPriorLatentCodec(LatentCodec):
         check_codable("y", y)
         side = side if side is not None else self.analyse_side(y, f)
         if not self.use_cached_tables:  # the earlier path: CompressAI's calls, everything in float64
-            if gain is not None:
-                raise ValueError("latent gains need the cached-table coder (use_cached_tables)")
+            if gain is not None or context is not None:
+                raise ValueError("latent gains and contexts need the cached-table coder (use_cached_tables)")
             y = y.to(torch.float64)
             z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), False)
             w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), False)
             conditional = self.y.gaussian_conditional
-            indexes = conditional.build_indexes(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)))
+            indexes = conditional.build_indexes(self.scales(z_params, w_params))
             return {
                 "strings": {"y": conditional.compress(y, indexes), "z": z_strings, "w": w_strings},
                 "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
                 "y_hat": conditional.quantize(y, "dequantize"),
             }
         with torch.no_grad():
-            return self._compress_cached(y.detach().cpu(), side, gain)
+            return self._compress_cached(y.detach().cpu(), side, gain, context)
 
     # False (default) = serial, at the caller's torch thread count; _SidePool: "all" = the two h_s and the index
     # lookup on two Python threads, one torch thread each; "hs" = only the two h_s so.  Same bytes in every mode.
@@ -337,7 +352,8 @@ class ObjectPriorLatentCodec(LatentCodec):
     # when the cores were oversubscribed several times over (docs/deployment.md).
     parallel_side: str | bool = False
 
-    def _compress_cached(self, y: Tensor, side: dict[str, Tensor], gain: Tensor | None = None) -> dict[str, Any]:
+    def _compress_cached(self, y: Tensor, side: dict[str, Tensor], gain: Tensor | None = None,
+                         context: Tensor | None = None) -> dict[str, Any]:
         z_hat, z_symbols, z_shape = _quantize_side(self.hyper, side["z"])
         w_hat, w_symbols, w_shape = _quantize_side(self.object, side["w"])
         # GaussianConditionalLatentCodec.compress would also decode y's string to return y_hat (a third of the
@@ -356,7 +372,7 @@ class ObjectPriorLatentCodec(LatentCodec):
             z_string = _encode_side(self.hyper, z_symbols, z_shape)
             w_string = _encode_side(self.object, w_symbols, w_shape)
             y_symbols = _int_list(y_hat.long())
-            scales = _scaled(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)), gain)
+            scales = _scaled(self.scales(z_params, w_params, context), gain)
             indexes = _int_list(conditional.build_indexes(scales))
         else:
             pool, inference = _SIDE_POOL.pool(), torch.is_inference_mode_enabled()
@@ -372,7 +388,7 @@ class ObjectPriorLatentCodec(LatentCodec):
                 w_params = job.result()
                 if mode != "all":
                     torch.set_num_threads(threads)
-                scales = _scaled(self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1)), gain)
+                scales = _scaled(self.scales(z_params, w_params, context), gain)
                 if mode == "all":  # the table lookup is elementwise: two halves of the channels, concatenated
                     half = scales.shape[1] // 2
                     job = pool.submit(_without_grad, inference, _index_list, conditional, scales[:, half:])
@@ -390,13 +406,13 @@ class ObjectPriorLatentCodec(LatentCodec):
         }
 
     def decompress(self, strings: dict[str, list[bytes]], shape: dict[str, tuple[int, int]],
-                   gain: Tensor | None = None, **kwargs) -> dict[str, Any]:
+                   gain: Tensor | None = None, context: Tensor | None = None, **kwargs) -> dict[str, Any]:
         """The three strings (one frame) -> ``y_hat`` (float32: integers, exact; with ``gain`` (see ``compress``)
         ``symbols / gain``, computed in float64).  Same maths as CompressAI's
         ``HyperLatentCodec``/``GaussianConditionalLatentCodec.decompress``, coded through ``RansTables``."""
         if not self.use_cached_tables:
-            if gain is not None:
-                raise ValueError("latent gains need the cached-table coder (use_cached_tables)")
+            if gain is not None or context is not None:
+                raise ValueError("latent gains and contexts need the cached-table coder (use_cached_tables)")
             hyper_out = self.hyper.decompress([strings["z"]], shape["z"])
             object_out = self.object.decompress([strings["w"]], shape["w"])
             params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
@@ -406,7 +422,9 @@ class ObjectPriorLatentCodec(LatentCodec):
         z_params = _decompress_side(self.hyper, strings["z"][0], shape["z"])
         w_params = _decompress_side(self.object, strings["w"][0], shape["w"])
         conditional = self.y.gaussian_conditional
-        scales = self.y.entropy_parameters(torch.cat([z_params, w_params], dim=1))
+        if context is not None and tuple(context.shape[-2:]) != tuple(z_params.shape[-2:]):
+            raise ValueError(f"context of shape {tuple(context.shape[-2:])} for y of {tuple(z_params.shape[-2:])}")
+        scales = self.scales(z_params, w_params, context)
         if tuple(scales.shape[-2:]) != tuple(shape["y"]):
             raise ValueError(f"y shape {tuple(shape['y'])} does not match its side information {tuple(scales.shape[-2:])}")
         if gain is not None:

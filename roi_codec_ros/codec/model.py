@@ -42,6 +42,7 @@ from .conditioning import (
 from .latent_codec import ObjectPriorLatentCodec
 
 ARCHITECTURE = "roi-hyperprior-v1"
+INTER_CONTEXT_CHANNELS = 32  # the P-frame entropy model's view of the reference latents
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,15 @@ class ModelConfig:
     object_channels: int = 32  # channels of the object prior latent w
     rate_bins: int = 4  # soft one-hot bins of the rate embedding (paper: 4)
     ranges: ControlRanges = field(default_factory=ControlRanges)
+    # a second entropy model for P-frames' latent residuals (``RoiHyperprior.inter_codec``), trained on them alone
+    inter_prior: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["feature_channels"] = list(self.feature_channels)
         out["architecture"] = ARCHITECTURE
+        if not self.inter_prior:  # absent = False: the ids of models without one stay what they were
+            del out["inter_prior"]
         return out
 
     @classmethod
@@ -97,6 +102,14 @@ class RoiHyperprior(CompressionModel):
         self.g_s_gdn = nn.ModuleList([ChannelMatmulGDN(N, inverse=True) for _ in range(3)])
 
         self.latent_codec = ObjectPriorLatentCodec(N, M, object_in=3 * P, object_channels=config.object_channels)
+        # P-frames code the integer residual of y to the reference's latents: statistics unlike y's (mostly zeros,
+        # heavier tails), so they get an entropy model of their own, the same architecture trained on residuals
+        # (roi_codec_ros/training/inter.py); the transforms are shared, so a P-frame decodes to the intra picture.
+        # Its scales also see the reference latents (``context``): residuals are large where the reference has
+        # edges and texture, the places motion changes.
+        if config.inter_prior:
+            self.inter_codec = ObjectPriorLatentCodec(N, M, object_in=3 * P, object_channels=config.object_channels,
+                                                      context_channels=INTER_CONTEXT_CHANNELS)
 
     # -- pieces shared by training (forward) and coding (codec API) -------------------------------------
     def rate_embedding(self, rate: Tensor) -> Tensor:
