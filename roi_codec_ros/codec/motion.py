@@ -35,10 +35,17 @@ def candidate(index: int, max_shift: int) -> tuple[int, int] | None:
 
 def shifted(reference: Tensor, dy: int, dx: int) -> Tensor:
     """``out[..., i, j] = reference[..., i - dy, j - dx]``, the border cells repeated where that falls outside."""
-    h, w = reference.shape[-2:]
-    rows = (torch.arange(h, device=reference.device) - dy).clamp(0, h - 1)
-    cols = (torch.arange(w, device=reference.device) - dx).clamp(0, w - 1)
-    return reference.index_select(-2, rows).index_select(-1, cols)
+    s = max(abs(dy), abs(dx))
+    return _shift_view(_padded(reference, s), s, dy, dx, reference.shape[-2:]) if s else reference
+
+
+def _padded(reference: Tensor, s: int) -> Tensor:
+    return F.pad(reference, (s, s, s, s), mode="replicate")
+
+
+def _shift_view(padded: Tensor, s: int, dy: int, dx: int, shape) -> Tensor:
+    """``shifted`` as a view of the reference replicate-padded by ``s`` cells (no copy)."""
+    return padded[..., s - dy : s - dy + shape[0], s - dx : s - dx + shape[1]]
 
 
 def _block_map(choices: Tensor, block: int, shape: tuple[int, int]) -> Tensor:
@@ -52,11 +59,12 @@ def predict(reference: Tensor, field: MotionField) -> Tensor:
     blocks = field.blocks_shape(shape)
     choices = torch.tensor(list(field.choices), dtype=torch.long).reshape(blocks)
     cells = _block_map(choices, field.block, shape)
+    padded = _padded(reference, field.max_shift)
     out = torch.zeros_like(reference)
     for index in torch.unique(choices).tolist():
         shift = candidate(index, field.max_shift)
         if shift is not None:
-            out = torch.where(cells == index, shifted(reference, *shift), out)
+            out = torch.where(cells == index, _shift_view(padded, field.max_shift, *shift, shape), out)
     return out
 
 
@@ -66,12 +74,16 @@ def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_s
     motion, small shifts before large ones in scan order)."""
     h, w = latents.shape[-2:]
     pad = (0, (-w) % block, 0, (-h) % block)
-    costs = [F.avg_pool2d(F.pad(torch.log2(1 + latents.abs()).sum(1, keepdim=True), pad), block)]
+
+    def block_cost(residual: Tensor) -> Tensor:  # in place on a fresh tensor: this loop is the encoder's search
+        return F.avg_pool2d(F.pad(residual.abs_().add_(1).log2_().sum(1, keepdim=True), pad), block)
+
+    costs = [block_cost(latents.clone())]
     side = 2 * max_shift + 1
+    padded = _padded(reference, max_shift)
     for index in range(1, side * side + 1):
         dy, dx = candidate(index, max_shift)
-        cost = torch.log2(1 + (latents - shifted(reference, dy, dx)).abs()).sum(1, keepdim=True)
-        costs.append(F.avg_pool2d(F.pad(cost, pad), block))
+        costs.append(block_cost(latents - _shift_view(padded, max_shift, dy, dx, (h, w))))
     stacked = torch.cat(costs, dim=1)[0]  # (candidates, hb, wb)
     # prefer no shift on (near-)ties: the zero shift is index 1 + max_shift * side + max_shift
     still = 1 + max_shift * side + max_shift
