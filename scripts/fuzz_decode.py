@@ -77,10 +77,21 @@ def seed_stream(seeds: list[bytes]) -> list[bytes]:
     return sorted(frames, key=lambda s: unpack_frame(s)[0].seq)
 
 
+def fuzz_codec():
+    """The default codec fuzzed: ``RoiCodec.random``'s small untrained model with a P-frame entropy model, so P-frame
+    inputs reach the decoder's inter path (its context from the motion-compensated reference)."""
+    from dataclasses import replace as _replace
+
+    from roi_codec_ros.codec import RoiCodec
+    from roi_codec_ros.codec.api import RANDOM_MODEL_CONFIG
+
+    return RoiCodec.random(config=_replace(RANDOM_MODEL_CONFIG, inter_prior=True))
+
+
 def load_factory(spec: str):
-    """``module:attr.attr`` -> callable returning a codec (default: ``RoiCodec.random``)."""
+    """``module:attr.attr`` -> callable returning a codec (default: ``fuzz_codec``)."""
     module, _, attrs = spec.partition(":")
-    obj = importlib.import_module(module)
+    obj = sys.modules[__name__] if module == "__main__" else importlib.import_module(module)
     for attr in attrs.split("."):
         obj = getattr(obj, attr)
     return obj
@@ -533,7 +544,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-failures", type=int, default=20, help="stop after this many failures")
     parser.add_argument("--progress", type=int, default=5000, help="print progress every N inputs (0 = never)")
     parser.add_argument("--container-only", action="store_true", help="fuzz unpack_frame in-process, no decoder")
-    parser.add_argument("--codec-factory", default="roi_codec_ros.codec:RoiCodec.random",
+    parser.add_argument("--codec-factory", default="__main__:fuzz_codec",
                         help="module:callable returning the codec to fuzz (default: %(default)s)")
     parser.add_argument("--replay", help="decode one saved input in a worker and print the outcome")
     return parser.parse_args(argv)

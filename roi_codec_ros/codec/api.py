@@ -166,6 +166,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
+RANDOM_MODEL_CONFIG = ModelConfig(N=32, M=48, fusion_channels=8, object_channels=16)  # RoiCodec.random's default
+
+
 class RoiCodec:
     """Encode RGB frames to self-describing bytes and back (see module docstring for determinism)."""
 
@@ -292,7 +295,7 @@ class RoiCodec:
         generator_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
-            model = build_model(config or ModelConfig(N=32, M=48, fusion_channels=8, object_channels=16))
+            model = build_model(config or RANDOM_MODEL_CONFIG)
         finally:
             torch.random.set_rng_state(generator_state)
         with torch.no_grad():
