@@ -264,16 +264,7 @@ def unpack_motion(payload: bytes, y_shape: tuple[int, int]) -> MotionField:
         raise BitstreamError(f"motion max shift {max_shift} out of range 0..{MAX_MOTION_SHIFT}")
     field = MotionField(block, max_shift, b"")
     rows, cols = field.blocks_shape(y_shape)
-    n = rows * cols
-    if len(payload) > _max_gain_payload(n):  # zlib's worst case for n bytes, as for gain maps
-        raise BitstreamError(f"motion field of {len(payload)} bytes is too long for {n} blocks")
-    inflater = zlib.decompressobj()
-    try:
-        choices = inflater.decompress(payload[2:], n + 1)
-    except zlib.error as exc:
-        raise BitstreamError(f"motion field is not a valid zlib stream: {exc}") from exc
-    if len(choices) != n or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
-        raise BitstreamError(f"motion field does not hold exactly {n} blocks for y's grid {tuple(y_shape)} in one zlib stream")
+    choices = _inflate_map(payload, rows * cols, "motion field", "blocks", y_shape)
     if max(choices) >= field.candidates:
         raise BitstreamError(f"motion field holds choice {max(choices)}, but has only {field.candidates}")
     return MotionField(block, max_shift, choices)
@@ -297,9 +288,25 @@ def pack_gain_map(gain_map: GainMap) -> bytes:
     return bytes((gain_map.code, gain_map.levels)) + zlib.compress(bytes(gain_map.cells), 9)
 
 
-def _max_gain_payload(cells: int) -> int:
-    """code + levels + zlib's worst case for ``cells`` bytes (stored blocks: 5 bytes per 16 KiB, 6 of framing)."""
+def _max_map_payload(cells: int) -> int:
+    """Two leading bytes + zlib's worst case for ``cells`` bytes (stored blocks: 5 bytes per 16 KiB, 6 of framing)."""
     return 2 + cells + 5 * (cells // 16383 + 1) + 6 + 64
+
+
+def _inflate_map(payload: bytes, n: int, what: str, unit: str, y_shape: tuple[int, int]) -> bytes:
+    """The ``n`` bytes of a gain map's or motion field's zlib stream (after its two leading bytes), checked: no work
+    on a payload longer than zlib ever needs for ``n`` bytes, never inflated past ``n + 1`` (no zlib bomb), exactly
+    one stream of exactly ``n`` bytes."""
+    if len(payload) > _max_map_payload(n):
+        raise BitstreamError(f"{what} of {len(payload)} bytes is too long for {n} {unit}")
+    inflater = zlib.decompressobj()
+    try:
+        cells = inflater.decompress(payload[2:], n + 1)
+    except zlib.error as exc:
+        raise BitstreamError(f"{what} is not a valid zlib stream: {exc}") from exc
+    if len(cells) != n or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise BitstreamError(f"{what} does not hold exactly {n} {unit} for y's grid {tuple(y_shape)} in one zlib stream")
+    return cells
 
 
 def unpack_gain_map(payload: bytes, y_shape: tuple[int, int]) -> GainMap:
@@ -312,16 +319,7 @@ def unpack_gain_map(payload: bytes, y_shape: tuple[int, int]) -> GainMap:
         raise BitstreamError(f"gain code {code} out of range 1..{MAX_GAIN_CODE}")
     if not 2 <= levels <= MAX_GAIN_LEVELS:
         raise BitstreamError(f"gain map levels {levels} out of range 2..{MAX_GAIN_LEVELS}")
-    n = int(y_shape[0]) * int(y_shape[1])
-    if len(payload) > _max_gain_payload(n):  # zlib never needs more for n bytes: no work on padded garbage
-        raise BitstreamError(f"gain map of {len(payload)} bytes is too long for {n} cells")
-    inflater = zlib.decompressobj()
-    try:
-        cells = inflater.decompress(payload[2:], n + 1)  # at most one byte past the grid: no zlib bomb
-    except zlib.error as exc:
-        raise BitstreamError(f"gain map is not a valid zlib stream: {exc}") from exc
-    if len(cells) != n or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
-        raise BitstreamError(f"gain map does not hold exactly {n} cells for y's grid {tuple(y_shape)} in one zlib stream")
+    cells = _inflate_map(payload, int(y_shape[0]) * int(y_shape[1]), "gain map", "cells", y_shape)
     if max(cells) >= levels:
         raise BitstreamError(f"gain map holds level {max(cells)}, but has only {levels} levels")
     return GainMap(code=code, levels=levels, cells=cells)
