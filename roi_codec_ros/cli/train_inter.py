@@ -8,7 +8,8 @@ consecutive frames; the transforms and the intra entropy model are copied unchan
 inter``).  ``--video PATH[:FIRST[:LAST]]`` takes frames FIRST..LAST-1 after resampling to ``--hz`` (leave out the
 frames you evaluate on); ``--sequences DIR``: every folder under DIR holding two or more images is one clip (its
 images sorted by name, used at their own rate).  The last fifth of each clip validates: the bytes of its residuals
-coded by the intra entropy model (what P-frames cost before) and by the trained one are printed.  Exit codes: 0
+coded by the input model (its P-frame entropy model if it has one, else the intra one) and by the trained one are
+printed.  Exit codes: 0
 success, 1 input/model/output error, 2 bad command line.
 """
 from __future__ import annotations
@@ -111,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         after, intra = sum(r["p_bytes"] for r in rows), sum(r["i_bytes"] for r in rows)
         max_cost = calibrate_max_cost(rows)
         residuals = len(rows)
-        print(f"validation: {residuals} residuals of {len(val)} held-out clip parts: {before} bytes with the intra "
-              f"entropy model, {after} with the trained one ({100 * (after / max(before, 1) - 1):+.1f} %); "
+        had = "its own P-frame" if codec.config.inter_prior else "the intra"
+        print(f"validation: {residuals} residuals of {len(val)} held-out clip parts: {before} bytes under the input "
+              f"model's ({had} entropy model), {after} with the trained one ({100 * (after / max(before, 1) - 1):+.1f} %); "
               f"as intra frames {intra}; P-frames below a cost proxy of {max_cost:g} save the most")
         _, info = load_model_file(codec.info["path"]) if codec.info.get("path") not in (None, "random") else (None, {})
         metadata = {**info.get("metadata", {}), "inter_prior": {
             "trained_from": str(model_path), "clips": [name for name, _ in clips], "rates": list(args.rates),
             "hz": args.hz, "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
-            "validation_bytes": {"intra_entropy_model": before, "inter_entropy_model": after, "intra_frames": intra,
+            "validation_bytes": {"input_model": before, "trained": after, "intra_frames": intra,
                                  "residuals": residuals},
             "p_frame_max_cost": max_cost}}
         with torch.no_grad():
