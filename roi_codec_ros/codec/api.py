@@ -526,8 +526,9 @@ class RoiCodec:
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
             motion_field = None
             if reference is not None:  # integer residual: y_hat = prediction + it = round(y), the intra frame's latents
-                latents = torch.round(y.float())
-                reference = reference.to(latents.device)
+                # on the CPU, where the reference and the entropy side live (the motion search is small on y's grid)
+                latents = torch.round(y.float()).cpu()
+                reference = reference.cpu()
                 if self.p_frame_motion:
                     motion_field = motion.search(latents, reference)
                     reference = motion.predict(reference, motion_field)
@@ -535,7 +536,7 @@ class RoiCodec:
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
                 if cost < self.p_frame_max_cost:
-                    y = residual
+                    y = residual.to(y.device)
                 else:
                     reference = motion_field = None
             codec = self.model.inter_codec if reference is not None and self._inter_coder is not None else self.model.latent_codec
