@@ -239,10 +239,9 @@ class RoiCodec:
         self.analysis_backend = "torch"
         self._analysis_graph = None
         # A planned P-frame is coded as an I-frame when the residual's cost proxy (sum log2(1 + |v|)) exceeds this
-        # share of the latents'.  Calibrated on the shipped model (highway, traffic, pedestrians; docs/video.md): the
-        # P-frame's bytes reach the intra frame's at a proxy share of 0.6-0.8.
-        # A P-frame entropy model's training calibrates its own (roi-codec train-inter: the share that saved the most
-        # bytes on held-out clips), kept in the model file's metadata: an encoder-side choice, not hashed.
+        # share of the latents'.  0.6 for a model without a P-frame entropy model (its P-frame bytes reached the intra
+        # frame's at 0.6-0.8, docs/video.md); one with it has its own, calibrated by roi-codec train-inter and kept in
+        # the model file's metadata (an encoder-side choice, not hashed).
         self.p_frame_max_cost = float(self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_max_cost", 0.6))
         # P-frames predict their latents by block motion on y's grid (codec/motion.py); False = from the reference
         # as it is (streams before motion; benchmarks compare the two)

@@ -4,11 +4,11 @@
     frame = enc.encode(rgb, roi_mask, features, rate=, roi_weight=)  ->  rgb = dec.decode(frame.data)
     enc.request_keyframe()                                            (raises MissingReferenceError without it)
 
-A P-frame codes the integer residual ``r = round(y_t) - y_hat_{t-1}`` with the intra model's own entropy model (the
-hyperprior and object prior of ``r``): ``y_hat_t = y_hat_{t-1} + r = round(y_t)``, so a P-frame decodes to exactly the
-picture of the intra frame, at the bits of the residual.  Nothing is trained for it: the saving is what
-the scale hyperprior finds in a residual, large where the scene stands still (a fixed camera), small under
-camera motion (docs/video.md has the measurements).
+A P-frame codes the integer residual ``r = round(y_t) - p_t`` to a prediction ``p_t``: the previous latents
+``y_hat_{t-1}`` moved by block motion on y's grid (``motion.py``), under the model's P-frame entropy model where it
+has one (``RoiHyperprior.inter_codec``, trained by ``roi_codec_ros.training.inter``), else the intra one.
+``y_hat_t = p_t + r = round(y_t)``, so a P-frame decodes to exactly the picture of the intra frame, at the bits of
+the residual (docs/video.md has the measurements).
 
 Every frame of a stream is a version-3 frame (docs/bitstream.md): its stream id, its sequence number and, in a
 P-frame, the sequence number and a CRC-32 of the reference latents.  A decoder decodes a P-frame only when it holds
