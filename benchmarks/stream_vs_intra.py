@@ -1,7 +1,7 @@
 """Streams of I- and P-frames against intra frames of the same frames: bits, pictures and time (prints; not a test).
 
     python benchmarks/stream_vs_intra.py VIDEO[@FPS] [VIDEO[@FPS] ...] [--hz 10] [--max-frames 60]
-        [--keyframe-interval 10] [--rates 0,0.25,0.5,0.75,1] [--model default] [--threads 2] [--json OUT]
+        [--keyframe-interval 10] [--rates 0,0.25,0.5,0.75,1] [--model default] [--threads 2] [--json OUT] [--warp]
 
 Each video is resampled to ``--hz`` (nearest frame); FPS after '@' overrides the container's rate.  Per rate knob:
 the bytes of the stream (``RoiCodec.stream_encoder``) over the bytes of the same frames coded intra
@@ -89,13 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--warp", action="store_true", help="P-frames may also predict from the warped reference picture "
+                   "(StreamEncoder.flow_prediction)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     codec = RoiCodec.load(args.model)
+    codec.p_frame_warp = codec.p_frame_warp or args.warp  # the default of new streams
     rates = [float(r) for r in args.rates.split(",")]
     results = {}
     print(f"model {codec.model_id[:12]}, keyframe interval {args.keyframe_interval}, {args.hz:g} Hz, "
-          f"torch threads {torch.get_num_threads()}; stream bytes / intra bytes of the same frames (same pictures)")
+          f"torch threads {torch.get_num_threads()}, flow-warped predictions {'on' if codec.p_frame_warp else 'off'}; "
+          f"stream bytes / intra bytes of the same frames (same pictures)")
     for spec in args.videos:
         name, frames = read_frames(spec, args.hz, args.max_frames)
         res = results[name] = measure(codec, frames, rates, args.keyframe_interval)

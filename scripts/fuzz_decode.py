@@ -64,11 +64,37 @@ def make_seeds(codec) -> list[bytes]:
                                   roi_gain=roi_gain).data)
     stream = codec.stream_encoder(keyframe_interval=0, stream_id=FUZZ_STREAM_ID)
     base = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
-    for t in range(3):  # version-3 frames: I, P, P (a small object moving over a still background)
+    stream.flow_prediction = True
+    for t in range(4):  # version-3 frames: I, P, P (a small object moving over a still background), P with flow
         image = base.copy()
         image[10:20, 5 + 8 * t : 15 + 8 * t] = 255
-        seeds.append(stream.encode(image, rate=0.5).data)
+        seeds.append(_encode_warped(stream, image) if t == 3 else stream.encode(image, rate=0.5).data)
     return seeds
+
+
+def _encode_warped(stream, image) -> bytes:
+    """A P-frame predicted from the warped reference picture in every block (an untrained model's latents seldom
+    choose it on their own, and the decoder must take any valid choice)."""
+    from roi_codec_ros.codec import motion
+
+    search = motion.search
+
+    def every_block_warped(latents, reference, *args, warped=None, **kwargs):
+        field = search(latents, reference, *args, warped=warped, **kwargs)
+        index = (2 * field.max_shift + 1) ** 2 + 1
+        return bs.MotionField(field.block, field.max_shift, bytes([index] * len(field.choices)), warped=True)
+
+    codec, max_cost = stream.codec, stream.codec.p_frame_max_cost
+    motion.search, codec.p_frame_max_cost = every_block_warped, float("inf")  # a P-frame whatever it costs
+    codec._worth_its_flow = lambda latents, reference, field, warped, flow: (field, flow)  # whatever it saves
+    try:
+        data = stream.encode(image, rate=0.5).data
+    finally:
+        motion.search, codec.p_frame_max_cost = search, max_cost
+        del codec._worth_its_flow
+    if not unpack_frame(data)[0].has_flow:
+        raise RuntimeError("the flow seed came out without a flow field")
+    return data
 
 
 def seed_stream(seeds: list[bytes]) -> list[bytes]:
@@ -185,19 +211,44 @@ def struct_resize(rng, seed, seeds):
     return pack_frame(header, _refit_maps(rng, header, strings))
 
 
-def _random_motion(rng, y_shape) -> bytes:
+def _random_motion(rng, y_shape, warped: bool = False) -> bytes:
     """A valid motion field for y's grid, block size and choices at random."""
-    field = bs.MotionField(block=rng.randrange(1, bs.MAX_MOTION_BLOCK + 1), max_shift=rng.randrange(bs.MAX_MOTION_SHIFT + 1), choices=b"")
+    field = bs.MotionField(block=rng.randrange(1, bs.MAX_MOTION_BLOCK + 1), max_shift=rng.randrange(bs.MAX_MOTION_SHIFT + 1),
+                           choices=b"", warped=warped)
     rows, cols = field.blocks_shape(y_shape)
     return bs.pack_motion(bs.MotionField(field.block, field.max_shift,
-                                         bytes(rng.randrange(field.candidates) for _ in range(rows * cols))))
+                                         bytes(rng.randrange(field.candidates) for _ in range(rows * cols)), warped))
+
+
+def _random_flow(rng, header) -> bytes:
+    """A valid flow field for the header's picture: grid, CRC and vectors at random (small or up to the limit)."""
+    grid = rng.choice((bs.MIN_WARP_GRID, 16, 64, bs.MAX_WARP_GRID))
+    rows, cols = -(-header.height // grid), -(-header.width // grid)
+    top = rng.choice((8, bs.MAX_WARP_PIXELS * bs.WARP_UNITS_PER_PIXEL))
+    vectors = struct.pack(f"<{2 * rows * cols}h", *(rng.randint(-top, top) for _ in range(2 * rows * cols)))
+    return bs.pack_flow(bs.FlowField(grid, rng.randrange(2**32), vectors))
+
+
+def _with_payload(header, strings, name: str, payload: bytes) -> bytes:
+    """The frame with payload ``name`` replaced by any bytes, its length fixed up, with a correct CRC (pack_frame
+    would refuse an invalid gain map, motion or flow field)."""
+    names = bs._payload_names(header.version, header.flags)
+    payloads = [payload if n == name else strings[n] for n in names]
+    head = bytearray(pack_frame(header, strings)[: bs.header_bytes(header.version, header.flags)])
+    struct.pack_into(">3I", head, bs.HEADER_BYTES - 12, *(len(p) for p in payloads[:3]))
+    extra = bs.HEADER_BYTES if header.version == 2 else bs.header_bytes(3)  # the lengths of g, or of m then f
+    for k, p in enumerate(payloads[3:]):
+        struct.pack_into(">I", head, extra + 4 * k, len(p))
+    return with_crc(bytes(head) + b"".join(payloads))
 
 
 def _refit_maps(rng, header, strings):
     """A frame's gain map (version 2) or motion field (version-3 P-frame) redrawn for the header's (changed) y grid,
     so the frame stays packable."""
+    if header.has_flow:
+        strings = {**strings, bs.WARP_STREAM: _random_flow(rng, header)}
     if header.has_motion:
-        return {**strings, bs.MOTION_STREAM: _random_motion(rng, header.y_shape)}
+        return {**strings, bs.MOTION_STREAM: _random_motion(rng, header.y_shape, header.has_flow)}
     if not header.has_gain_map:
         return strings
     levels = rng.randrange(2, bs.MAX_GAIN_LEVELS + 1)
@@ -213,7 +264,7 @@ def struct_fields(rng, seed, seeds):
     elif change == 1:
         # the gain-map and motion flags belong to the payloads (pack_frame refuses a mismatch; struct_header_bytes
         # tries it)
-        kept = bs.FLAG_LATENT_GAIN | bs.FLAG_MOTION
+        kept = bs.FLAG_LATENT_GAIN | bs.FLAG_MOTION | bs.FLAG_WARP
         header = replace(header, flags=(rng.randrange(bs.KNOWN_FLAGS + 1) & ~kept) | (header.flags & kept))
     elif change == 2:
         header = replace(header, model_hash=rng.randbytes(8))
@@ -235,16 +286,16 @@ def struct_header_bytes(rng, seed, seeds):
 def struct_lengths(rng, seed, seeds):
     """Move bytes between the strings (lengths still add up) with a correct CRC."""
     body = bytearray(seed[:-4])
-    total = len(body) - bs.header_bytes(seed[3], seed[18])
-    a = rng.randrange(total + 1)
-    b = rng.randrange(total - a + 1)
-    fourth = bs.HEADER_BYTES if seed[3] == 2 else bs.header_bytes(3) if seed[3] == 3 and seed[18] & bs.FLAG_MOTION else None
-    if fourth is not None:  # four strings: y, z, w and the gain map or the motion field
-        c = rng.randrange(total - a - b + 1)
-        struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, c)
-        struct.pack_into(">I", body, fourth, total - a - b - c)
-    else:
-        struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, a, b, total - a - b)
+    count = len(bs._payload_names(seed[3], seed[18]))  # y, z, w (+ the gain map, or the motion and flow fields)
+    left, lengths = len(body) - bs.header_bytes(seed[3], seed[18]), []
+    for _ in range(count - 1):
+        lengths.append(rng.randrange(left + 1))
+        left -= lengths[-1]
+    lengths.append(left)
+    struct.pack_into(">3I", body, bs.HEADER_BYTES - 12, *lengths[:3])
+    extra = bs.HEADER_BYTES if seed[3] == 2 else bs.header_bytes(3)
+    for k, length in enumerate(lengths[3:]):
+        struct.pack_into(">I", body, extra + 4 * k, length)
     return with_crc(bytes(body))
 
 
@@ -268,9 +319,7 @@ def struct_gain_map(rng, seed, seeds):
     else:  # a valid map with other levels: decodes (a different gain), never crashes
         levels = rng.randrange(2, bs.MAX_GAIN_LEVELS + 1)
         g = bytes((rng.randrange(1, bs.MAX_GAIN_CODE + 1), levels)) + zlib.compress(bytes(rng.randrange(levels) for _ in range(cells)))
-    body = bytearray(pack_frame(header, strings)[: -4 - len(strings["g"])] + g)
-    struct.pack_into(">I", body, bs.HEADER_BYTES, len(g))
-    return with_crc(bytes(body))
+    return _with_payload(header, strings, "g", g)
 
 
 def struct_motion(rng, seed, seeds):
@@ -284,17 +333,39 @@ def struct_motion(rng, seed, seeds):
     if op == 0:
         m = rng.randbytes(rng.choice((0, 1, 2, 3, 16, 200)))
     elif op == 1:  # a valid stream of the wrong block count
-        count = len(bs.unpack_motion(m, header.y_shape).choices)
+        count = len(bs.unpack_motion(m, header.y_shape, header.has_flow).choices)
         m = m[:2] + zlib.compress(bytes(rng.randrange(4) for _ in range(max(0, count + rng.choice((-1, 1, 64))))))
     elif op == 2:  # block and max shift anywhere in 0..255
         m = bytes((rng.randrange(256), rng.randrange(256))) + m[2:]
     elif op == 3:
         m = m[: rng.randrange(len(m))]
     else:
-        m = _random_motion(rng, header.y_shape)
-    body = bytearray(pack_frame(header, strings)[: -4 - len(strings[bs.MOTION_STREAM])] + m)
-    struct.pack_into(">I", body, bs.header_bytes(3), len(m))
-    return with_crc(bytes(body))
+        m = _random_motion(rng, header.y_shape, header.has_flow)
+    return _with_payload(header, strings, bs.MOTION_STREAM, m)
+
+
+def struct_flow(rng, seed, seeds):
+    """A P-frame whose flow field is garbage, truncated, of another grid or out of range, or valid but other: other
+    vectors or CRC (the decoder's prediction then fails the CRC: a PredictionMismatchError, never a picture)."""
+    header, strings = unpack_frame(seed)
+    if not header.has_flow:
+        return struct_motion(rng, seed, seeds)
+    f = strings[bs.WARP_STREAM]
+    op = rng.randrange(6)
+    if op == 0:
+        f = rng.randbytes(rng.choice((0, 1, 5, 6, 16, 200)))
+    elif op == 1:  # grid anywhere in 0..255
+        f = bytes([rng.randrange(256)]) + f[1:]
+    elif op == 2:  # another CRC
+        f = f[:1] + rng.randbytes(4) + f[5:]
+    elif op == 3:
+        f = f[: rng.randrange(len(f))]
+    elif op == 4:  # a valid stream of the wrong size, or vectors beyond the limit
+        n = len(zlib.decompress(f[5:])) + rng.choice((-2, 2, 0))
+        f = f[:5] + zlib.compress(bytes(rng.randrange(256) for _ in range(max(0, n))))
+    else:
+        f = _random_flow(rng, header)
+    return _with_payload(header, strings, bs.WARP_STREAM, f)
 
 
 def struct_stream(rng, seed, seeds):
@@ -330,6 +401,7 @@ MUTATORS = {  # name -> (function, weight)
     "gain_map": (struct_gain_map, 6),
     "stream": (struct_stream, 6),
     "motion": (struct_motion, 5),
+    "flow": (struct_flow, 4),
 }
 
 

@@ -9,12 +9,13 @@ Codec specs (``--codec``, repeatable; default ``baselines``):
     ours[:MODEL][:gain=G]      our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
                                (untrained test model); swept over --rates x --roi-weights; gain = explicit
                                latent scaling in the ROI (roi_gain, 1..8; default 1 = off)
-    engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1]
+    engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1][:flow=0|1]
                                a coding engine of the nodes (roi_codec_ros.engine: x264, x265, neural, detected
                                hardware) as the encoder node runs it: one stream per setting, a keyframe every k
                                frames (0 = only the first), swept over --rates x --roi-weights (x264/x265:
                                CRF = 45 - 30*rate, ROI QP offset -3*log2(roi_weight)); neural uses --model-style
-                               option model=PATH
+                               option model=PATH, and flow=1 lets its P-frames also predict from the warped
+                               reference picture (flow_prediction, docs/video.md)
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> lis
     if not parts:
         raise ValueError(f"codec spec {spec!r}: name the engine, e.g. engine:x264")
     engine_name, *options = parts
-    keyint, settings, model, label = DEFAULT_KEYFRAME_INTERVAL, {}, "default", [engine_name]
+    keyint, settings, model, label, flow = DEFAULT_KEYFRAME_INTERVAL, {}, "default", [engine_name], None
     for option in options:
         key, eq, value = option.partition("=")
         key = key.strip().lower()
@@ -147,12 +148,20 @@ def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> lis
             settings["colour"] = replace(REALTIME_COLOUR, chroma_filter=value)
         elif key == "model":
             model = value
+        elif key == "flow":
+            if value not in ("0", "1"):
+                raise ValueError(f"codec spec {spec!r}: flow must be 0 or 1, got {value!r}")
+            flow = value == "1"
         else:
-            raise ValueError(f"codec spec {spec!r}: unknown option {key!r} (k, preset, chroma, threads, model)")
+            raise ValueError(f"codec spec {spec!r}: unknown option {key!r} (k, preset, chroma, threads, model, flow)")
         if key not in ("model", "k"):
             label.append(option)
     classical = replace(ClassicalSettings(), **settings) if settings else None
     engine = create_engine(engine_name, model_path=model, device=device, classical=classical)
+    if flow is not None:
+        if not hasattr(engine, "flow_prediction"):
+            raise ValueError(f"codec spec {spec!r}: flow is an option of the neural engine")
+        engine.flow_prediction = flow
     label.append(f"k{keyint}")
     return engine_grid(engine, rates, roi_weights, name=" ".join(label), keyframe_interval=keyint)
 

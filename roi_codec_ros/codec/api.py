@@ -48,6 +48,9 @@ from .bitstream import (
     FLAG_LATENT_GAIN,
     FLAG_MOTION,
     FLAG_ROI,
+    FLAG_WARP,
+    WARP_STREAM,
+    PredictionMismatchError,
     BitstreamError,
     FrameHeader,
     GainMap,
@@ -57,17 +60,20 @@ from .bitstream import (
     guard_rans_string,
     pack_frame,
     pack_gain_map,
+    pack_flow,
     pack_motion,
     rate_to_code,
     unpack_frame,
     unpack_gain_map,
+    unpack_flow,
     unpack_motion,
 )
 from compressai.ops import compute_padding
 
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
 from .conditioning import GAIN_LEVELS, ControlRanges, latent_gain_levels, weighted_roi_mask
-from . import motion
+from . import motion, warp
+from .stream import latent_crc
 from .model import ModelConfig, RoiHyperprior, build_model
 
 
@@ -121,6 +127,11 @@ def _check_precision(device: torch.device, name: str, dtype: torch.dtype | None)
         raise ValueError(f"{name}: this CUDA device has no bf16; use fp16 or fp32")
     elif device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name}: reduced precision is only implemented for cpu and cuda, not {device.type}")
+
+
+# bits of a P-frame residual per unit of its cost proxy sum log2(1 + |r|): 3.3-6.4 measured on the shared clips at
+# rates 0-1 (docs/video.md); the low end, so a frame sends its flow field only where that surely pays
+WARP_BITS_PER_PROXY = 3.0
 
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
@@ -246,6 +257,11 @@ class RoiCodec:
         # P-frames predict their latents by block motion on y's grid (codec/motion.py); False = from the reference
         # as it is (streams before motion; benchmarks compare the two)
         self.p_frame_motion = True
+        # New streams' default for flow_prediction (StreamEncoder): P-frames may also predict blocks from the
+        # reference picture warped by a coarse flow field (codec/warp.py): fewer bits under camera motion, for a flow
+        # estimate and one more g_a at both ends and a g_s at the encoder.  Off unless the model file says so.
+        self.p_frame_warp = bool(self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_warp", False))
+        self.warp_grid = warp.DEFAULT_GRID
         # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
         self.folded_analysis = True
@@ -376,11 +392,12 @@ class RoiCodec:
 
     @torch.inference_mode()
     def _encode(self, image, roi_mask, features, rate, roi_weight, roi_gain=1.0, reference: Tensor | None = None,
-                stream: dict | None = None) -> tuple[EncodedFrame, Tensor]:
+                stream: dict | None = None, reference_picture: np.ndarray | None = None) -> tuple[EncodedFrame, Tensor]:
         """``encode`` -> (frame, the latents y_hat every decoder of it reconstructs).  ``stream``: the version-3
         fields (frame_type, stream_id, seq, ref_seq, ref_crc), dropped when the frame gets a gain map; ``reference``: a P-frame's reference latents (y is
         coded as the integer residual ``round(y) - reference``, so y_hat = round(y): the picture of the intra frame,
-        at the bits of the residual)."""
+        at the bits of the residual); ``reference_picture``: the decoder's picture of the reference, for predictions
+        from it warped by a flow field (a stream with ``flow_prediction``)."""
         start = time.perf_counter()
         image, roi_mask, rate_code, (x, mask_alpha, feats, embedding) = self._inputs(image, roi_mask, features, rate, roi_weight)
         h, w = image.shape[:2]
@@ -395,13 +412,14 @@ class RoiCodec:
         if self._analysis_graph is not None:
             y, z, w_side = self._analysis_graph(x, mask_alpha, embedding, feats, (h, w))
             t_g_a = time.perf_counter()  # one graph: g_a and the side analysis together, counted as g_a
-            side, motion_field = {"z": z, "w": w_side}, None
+            side, motion_field, flow_field = {"z": z, "w": w_side}, None, None
             if reference is not None:
                 raise ValueError("P-frames need the torch analysis backend (the graph gives side latents of y)")
         else:
             # reference becomes the prediction of the latents (the reference moved by the motion field)
-            y, side, t_g_a, reference, _, motion_field = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
-                                                                       padded, reference)
+            y, side, t_g_a, reference, _, motion_field, flow_field = self._torch_analysis(
+                x, mask_alpha, feats, embedding, features, h, w, padded, reference,
+                (image, reference_picture, rate_code) if reference_picture is not None else None)
             if reference is None and stream is not None and stream.get("frame_type") == FRAME_P:
                 stream = {**stream, "frame_type": FRAME_I, "ref_seq": 0, "ref_crc": 0}  # coded as an I-frame
         if self._coder.use_cached_tables:
@@ -424,6 +442,9 @@ class RoiCodec:
         if reference is not None and motion_field is not None:
             strings[MOTION_STREAM] = pack_motion(motion_field)
             flags |= FLAG_MOTION
+            if flow_field is not None:
+                strings[WARP_STREAM] = pack_flow(flow_field)
+                flags |= FLAG_WARP
         header = FrameHeader(
             model_hash=self.model_hash,
             height=h,
@@ -486,8 +507,8 @@ class RoiCodec:
         P-frames' entropy model (``roi_codec_ros.training.inter``)."""
         image, _, _, (x, mask_alpha, feats, embedding) = self._inputs(image, roi_mask, features, rate, roi_weight)
         h, w = image.shape[:2]
-        y, _, _, _, f, _ = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
-                                             padded_size(h, w, RoiHyperprior.PAD_MULTIPLE))
+        y, _, _, _, f, _, _ = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
+                                                padded_size(h, w, RoiHyperprior.PAD_MULTIPLE))
         return torch.round(y.float()).cpu(), f.float().cpu()
 
     def _entropy_coder(self, reference: Tensor | None):
@@ -509,13 +530,15 @@ class RoiCodec:
             mask = self._to_tensor(np.clip(roi_mask.astype(np.float32), 0.0, 1.0)[..., None], padded)
         return x, weighted_roi_mask(mask, u_alpha)
 
-    def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded, reference=None):
+    def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded, reference=None, pictures=None):
         """g_a and the side analysis -> (y, side latents, time after g_a, prediction, the object prior's features f,
-        motion field); with a P-frame's ``reference``, y comes back as the integer residual ``round(y) - prediction``
+        motion field, flow field); with a P-frame's ``reference``, y comes back as the integer residual ``round(y) - prediction``
         (float32), the prediction being the reference moved by the motion field (``codec/motion.py``; the reference
         itself without ``p_frame_motion``), and the side latents are those of the residual (under the P-frames'
         entropy model where the model has one); the prediction comes back None when the residual would cost about as
-        much as the latents (``p_frame_max_cost``): an I-frame."""
+        much as the latents (``p_frame_max_cost``): an I-frame.  ``pictures``: (the frame, the reference picture, the
+        rate code) for a flow-field candidate (a stream with ``flow_prediction``); the flow field comes back if a
+        block uses it."""
         with self._autocast(self.analysis_dtype):
             zero = self._zero_feature_maps(h, w, padded) if features is None or not self.uses_features else None
             y = self.model.analysis(x, mask_alpha, feats, embedding, (h, w), fused=zero[0] if zero else None,
@@ -523,30 +546,65 @@ class RoiCodec:
             self._sync()
             t_g_a = time.perf_counter()
             f = zero[1] if zero else self.model.object_features(feats, y, (h, w))
-            motion_field = None
+            motion_field = flow_field = None
             if reference is not None:  # integer residual: y_hat = prediction + it = round(y), the intra frame's latents
                 # on the CPU, where the reference and the entropy side live (the motion search is small on y's grid)
                 latents = torch.round(y.float()).cpu()
                 reference = reference.cpu()
                 if self.p_frame_motion:
-                    motion_field = motion.search(latents, reference)
-                    reference = motion.predict(reference, motion_field)
+                    warped = None
+                    if pictures is not None:  # the stream predicts from warped pictures too (flow_prediction)
+                        frame, reference_picture, rate_code = pictures
+                        cells = warp.estimate(frame, reference_picture, self.warp_grid)
+                        warped = self._picture_latents(warp.warp(reference_picture, cells, self.warp_grid), rate_code)
+                    motion_field = motion.search(latents, reference, warped=warped)
+                    if motion_field.warped and warped is not None:
+                        flow_field = warp.to_field(cells, self.warp_grid, latent_crc(warped))
+                        motion_field, flow_field = self._worth_its_flow(latents, reference, motion_field, warped, flow_field)
+                    reference = motion.predict(reference, motion_field, warped)
                 residual = latents - reference
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
                 if cost < self.p_frame_max_cost:
                     y = residual.to(y.device)
                 else:
-                    reference = motion_field = None
+                    reference = motion_field = flow_field = None
             codec = self.model.inter_codec if reference is not None and self._inter_coder is not None else self.model.latent_codec
             side = codec.analyse_side(y, f)
-        return y, side, t_g_a, reference, f, motion_field
+        return y, side, t_g_a, reference, f, motion_field, flow_field
 
-    def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int]) -> tuple[list[Tensor], Tensor]:
+    @staticmethod
+    def _worth_its_flow(latents: Tensor, reference: Tensor, field, warped: Tensor, flow_field):
+        """(field, flow field), or block motion alone where the flow's bytes would cost more than its prediction saves:
+        the bits of a residual are ~WARP_BITS_PER_PROXY x its sum of log2(1 + |r|) at least (docs/video.md)."""
+        plain = motion.search(latents, reference)
+
+        def proxy(prediction: Tensor) -> float:
+            return float(torch.log2(1 + (latents - prediction).abs()).sum())
+
+        saved = WARP_BITS_PER_PROXY * (proxy(motion.predict(reference, plain)) - proxy(motion.predict(reference, field, warped)))
+        return (field, flow_field) if saved > 8 * len(pack_flow(flow_field)) else (plain, None)
+
+    @torch.inference_mode()
+    def _picture_latents(self, picture: np.ndarray, rate_code: int) -> Tensor:
+        """round(g_a) of a picture as both ends of a stream compute it for a flow-field prediction (``warp.py``): in
+        float32 whatever ``analysis_precision``, without ROI mask or detector features (the decoder has neither),
+        at the frame's rate; (1, M, h, w) float32 integers on the CPU."""
+        h, w = picture.shape[:2]
+        padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
+        u_alpha = torch.tensor([self.ranges.u_alpha(1.0)], device=self.device)
+        x, mask_alpha = self._input_tensors(picture, None, u_alpha, padded)
+        embedding = self.model.rate_embedding(torch.tensor([code_to_rate(rate_code)], device=self.device))
+        fused = self._zero_feature_maps(h, w, padded, torch.float32)[0]
+        y = self.model.analysis(x, mask_alpha, self._features(None, h, w), embedding, (h, w), fused=fused, for_coding=True)
+        return torch.round(y.float()).cpu()
+
+    def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int],
+                           dtype: torch.dtype | None = None) -> tuple[list[Tensor], Tensor]:
         """The fusion maps and object features of zero-filled features for this frame size (no detector): the
         same computation as in ``analysis``/``object_features``, done once per size and precision (called under
         the analysis autocast).  Saves the projections and the resizing of constant maps on every frame."""
-        dtype = self.analysis_dtype or torch.float32
+        dtype = dtype or self.analysis_dtype or torch.float32
         key = (h, w, padded, dtype, self.device)
         hit = self._zero_maps.get(key)
         if hit is None:
@@ -591,10 +649,27 @@ class RoiCodec:
         image, stages, _, _ = self._decode(data)
         return image, stages
 
+    def _warped_prediction(self, header: FrameHeader, strings: dict, reference_picture: np.ndarray | None) -> Tensor:
+        """The latents of the reference picture warped by a P-frame's flow field, checked against the encoder's."""
+        if reference_picture is None or reference_picture.shape[:2] != (header.height, header.width):
+            raise MissingReferenceError(f"P-frame {header.seq} predicts from its reference's picture, which this "
+                                        "decoder does not hold: decode the stream with a stream decoder")
+        flow = unpack_flow(strings[WARP_STREAM], header.height, header.width)
+        cells = warp.from_field(flow, header.height, header.width)
+        warped = self._picture_latents(warp.warp(reference_picture, cells, flow.grid), header.rate_code)
+        if latent_crc(warped) != flow.latents_crc:
+            raise PredictionMismatchError(
+                f"P-frame {header.seq}: the warped reference picture gives other latents here than at the encoder "
+                "(CRC mismatch: another CPU, device or library version computes g_a differently); nothing is "
+                "output until the next keyframe")
+        return warped
+
     @torch.inference_mode()
-    def _decode(self, data: bytes, reference: Tensor | None = None) -> tuple[np.ndarray, dict[str, float], FrameHeader, Tensor]:
+    def _decode(self, data: bytes, reference: Tensor | None = None,
+                reference_picture: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float], FrameHeader, Tensor]:
         """-> (image, stage times, header, the latents y_hat); ``reference``: the latents a P-frame's residual is
-        added to (the caller checked that they are the frame's reference)."""
+        added to (the caller checked that they are the frame's reference), ``reference_picture`` its decoded
+        picture (a P-frame with a flow field predicts from it)."""
         start = time.perf_counter()
         header, strings = unpack_frame(data, expected_model_hash=self.model_hash)
         if header.is_p_frame and reference is None:
@@ -615,7 +690,9 @@ class RoiCodec:
                 if tuple(reference.shape[-2:]) != tuple(header.y_shape):
                     raise MissingReferenceError(f"P-frame {header.seq}: its reference has latents of another size")
                 if header.has_motion:  # the prediction the residual was coded against
-                    reference = motion.predict(reference, unpack_motion(strings[MOTION_STREAM], header.y_shape))
+                    warped = self._warped_prediction(header, strings, reference_picture) if header.has_flow else None
+                    field = unpack_motion(strings[MOTION_STREAM], header.y_shape, header.has_flow)
+                    reference = motion.predict(reference, field, warped)
             coder, context = self._entropy_coder(reference if header.is_p_frame else None)
             out = coder.decompress(guarded, shapes, gain=gain, context=context)
         except BitstreamError:
@@ -627,22 +704,27 @@ class RoiCodec:
             y_hat = reference + y_hat
         if not torch.isfinite(y_hat).all():
             raise BitstreamError("entropy-coded payload decoded to non-finite latents")
-        latents = y_hat
         t_entropy = time.perf_counter()
-        y_hat = y_hat.to(self.device)
-        if self.channels_last_synthesis:
-            y_hat = y_hat.contiguous(memory_format=torch.channels_last)
-        embedding = self.model.rate_embedding(torch.tensor([header.rate], device=self.device))
-        with self._autocast(self.synthesis_dtype):
-            x_hat = self.model.synthesis(y_hat, embedding)
-        self._sync()
-        t_g_s = time.perf_counter()
-        x_hat = x_hat[0, :, : header.height, : header.width].float().clamp(0.0, 1.0)
-        image = (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        image, t_g_s = self._synthesize(y_hat, header.rate, header.height, header.width)
         end = time.perf_counter()
         return image, {
             "entropy": (t_entropy - start) * 1e3,
             "g_s": (t_g_s - t_entropy) * 1e3,
             "output": (end - t_g_s) * 1e3,
             "total": (end - start) * 1e3,
-        }, header, latents
+        }, header, y_hat
+
+    @torch.inference_mode()
+    def _synthesize(self, y_hat: Tensor, rate: float, height: int, width: int) -> tuple[np.ndarray, float]:
+        """The decoder's picture of latents ``y_hat`` at ``rate`` (the frame's, as read from its header) -> (H x W x 3
+        uint8 RGB, the time g_s ended); a stream encoder keeps it as the reference picture of flow predictions."""
+        y_hat = y_hat.to(self.device)
+        if self.channels_last_synthesis:
+            y_hat = y_hat.contiguous(memory_format=torch.channels_last)
+        embedding = self.model.rate_embedding(torch.tensor([rate], device=self.device))
+        with self._autocast(self.synthesis_dtype):
+            x_hat = self.model.synthesis(y_hat, embedding)
+        self._sync()
+        t_g_s = time.perf_counter()
+        x_hat = x_hat[0, :, :height, :width].float().clamp(0.0, 1.0)
+        return (x_hat * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy(), t_g_s

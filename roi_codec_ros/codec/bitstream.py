@@ -80,10 +80,15 @@ FLAG_FEATURES = 0x01
 FLAG_ROI = 0x02
 FLAG_LATENT_GAIN = 0x04  # version 2 only: the frame carries a gain map
 FLAG_MOTION = 0x08  # version-3 P-frames only: the frame carries a motion field
-KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI | FLAG_LATENT_GAIN | FLAG_MOTION
+FLAG_WARP = 0x10  # with FLAG_MOTION: the frame also carries a flow field (predictions from the warped picture)
+KNOWN_FLAGS = FLAG_FEATURES | FLAG_ROI | FLAG_LATENT_GAIN | FLAG_MOTION | FLAG_WARP
 MOTION_STREAM = "m"  # version-3 P-frames with FLAG_MOTION: the motion field, after w
+WARP_STREAM = "f"  # version-3 P-frames with FLAG_WARP: the flow field, after m
 MAX_MOTION_BLOCK = 16
-MAX_MOTION_SHIFT = 7  # (2 * 7 + 1)**2 + 1 = 226 choices fit a byte
+MAX_MOTION_SHIFT = 7  # (2 * 7 + 1)**2 + 2 = 227 choices fit a byte
+MIN_WARP_GRID, MAX_WARP_GRID = 8, 255  # pixels per flow-grid cell side
+WARP_UNITS_PER_PIXEL = 4  # flow vectors in quarter pixels
+MAX_WARP_PIXELS = 512  # |flow| per component
 
 GAIN_CODE_SCALE = 16  # gain = 1 + code / 16: exact binary fractions, the same float64 on every machine
 MAX_GAIN_CODE = 112  # gain <= 8
@@ -106,7 +111,8 @@ RANS_PAD_FILL = b"\x80"  # words >= 2**31 keep the decoder state large; no 0xF n
 _HEADER = struct.Struct(">3sB8sHHHBB4H3I")
 _GAIN_LENGTH = struct.Struct(">I")  # version 2: after the version-1 header
 _STREAM_BLOCK = struct.Struct(">BIIII")  # version 3: frame type, stream id, seq, reference seq, reference CRC
-_MOTION_LENGTH = struct.Struct(">I")  # version 3 with FLAG_MOTION: after the stream block
+_MOTION_LENGTH = struct.Struct(">I")  # version 3 with FLAG_MOTION: after the stream block (then FLAG_WARP's)
+_WARP_HEAD = struct.Struct(">BI")  # flow grid, CRC-32 of the warped picture's latents
 _FLAGS_OFFSET = 18
 _CRC = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size  # 40 (version 1)
@@ -116,9 +122,9 @@ _LENGTHS_OFFSET = HEADER_BYTES - 12
 
 def header_bytes(version: int, flags: int = 0) -> int:
     """Bytes before the payloads: 40 in version 1, 44 in version 2 (the gain map's length), 57 in version 3, 61 in
-    a version-3 frame with a motion field (its length)."""
-    motion = _MOTION_LENGTH.size if version == STREAM_VERSION and flags & FLAG_MOTION else 0
-    return HEADER_BYTES + {2: _GAIN_LENGTH.size, 3: _STREAM_BLOCK.size}.get(version, 0) + motion
+    a version-3 frame with a motion field (its length), 65 with a flow field too."""
+    extra = len(_payload_names(version, flags)) - len(STREAM_NAMES) if version == STREAM_VERSION else 0
+    return HEADER_BYTES + {2: _GAIN_LENGTH.size, 3: _STREAM_BLOCK.size}.get(version, 0) + extra * _MOTION_LENGTH.size
 
 
 class BitstreamError(ValueError):
@@ -128,6 +134,11 @@ class BitstreamError(ValueError):
 class MissingReferenceError(BitstreamError):
     """An inter frame arrived but the decoder does not hold the frame it references (lost, never received, or
     dropped by ``reset()``): nothing is output until the next keyframe."""
+
+
+class PredictionMismatchError(MissingReferenceError):
+    """A P-frame's prediction from the warped reference picture came out other than at the encoder (a CPU, device
+    or library that computes the analysis transform differently): it is treated like a missing reference."""
 
 
 def rate_to_code(rate: float) -> int:
@@ -207,6 +218,10 @@ class FrameHeader:
         return bool(self.flags & FLAG_MOTION)
 
     @property
+    def has_flow(self) -> bool:
+        return bool(self.flags & FLAG_WARP)
+
+    @property
     def is_stream_frame(self) -> bool:
         return self.version == STREAM_VERSION
 
@@ -233,15 +248,17 @@ class GainMap:
 @dataclass(frozen=True)
 class MotionField:
     """A P-frame's block motion on y's grid (``codec/motion.py``): one choice per ``block`` x ``block`` cells, 0 = no
-    prediction, else the reference shifted by whole cells (``motion.candidate``)."""
+    prediction, else the reference shifted by whole cells (``motion.candidate``); with ``warped`` (a frame with a
+    flow field) the last choice is the latents of the reference picture warped by the flow field."""
 
     block: int
     max_shift: int
     choices: bytes
+    warped: bool = False
 
     @property
     def candidates(self) -> int:
-        return (2 * self.max_shift + 1) ** 2 + 1
+        return (2 * self.max_shift + 1) ** 2 + 1 + int(self.warped)
 
     def blocks_shape(self, y_shape: tuple[int, int]) -> tuple[int, int]:
         return -(-int(y_shape[0]) // self.block), -(-int(y_shape[1]) // self.block)
@@ -252,8 +269,9 @@ def pack_motion(field: MotionField) -> bytes:
     return bytes((field.block, field.max_shift)) + zlib.compress(bytes(field.choices), 9)
 
 
-def unpack_motion(payload: bytes, y_shape: tuple[int, int]) -> MotionField:
-    """Parse and check an ``m`` payload for y's grid (raises ``BitstreamError``); never inflates past the grid."""
+def unpack_motion(payload: bytes, y_shape: tuple[int, int], warped: bool = False) -> MotionField:
+    """Parse and check an ``m`` payload for y's grid (raises ``BitstreamError``); never inflates past the grid.
+    ``warped``: the frame has a flow field (``FLAG_WARP``), so one more choice is valid."""
     payload = bytes(payload)
     if len(payload) < 3:
         raise BitstreamError(f"motion field of {len(payload)} bytes is truncated (block, max shift, zlib stream)")
@@ -262,12 +280,60 @@ def unpack_motion(payload: bytes, y_shape: tuple[int, int]) -> MotionField:
         raise BitstreamError(f"motion block {block} out of range 1..{MAX_MOTION_BLOCK}")
     if max_shift > MAX_MOTION_SHIFT:
         raise BitstreamError(f"motion max shift {max_shift} out of range 0..{MAX_MOTION_SHIFT}")
-    field = MotionField(block, max_shift, b"")
+    field = MotionField(block, max_shift, b"", bool(warped))
     rows, cols = field.blocks_shape(y_shape)
     choices = _inflate_map(payload, rows * cols, "motion field", "blocks", y_shape)
     if max(choices) >= field.candidates:
         raise BitstreamError(f"motion field holds choice {max(choices)}, but has only {field.candidates}")
-    return MotionField(block, max_shift, choices)
+    return MotionField(block, max_shift, choices, bool(warped))
+
+
+@dataclass(frozen=True)
+class FlowField:
+    """A P-frame's flow on a coarse grid of the picture (``codec/warp.py``): per node of a ``grid`` x ``grid``
+    pixel cell (row-major, ceil(H/grid) x ceil(W/grid)), where in the reference picture the cell's centre comes
+    from, in 1/``WARP_UNITS_PER_PIXEL`` pixels: ``vectors`` holds every node's dx, then every node's dy, as
+    little-endian int16 (the payload codes them as differences, ``pack_flow``); ``latents_crc``: CRC-32 of the
+    latents of the warped reference picture (``stream.latent_crc``), by which a decoder tells that it computed the
+    prediction the encoder did."""
+
+    grid: int
+    latents_crc: int
+    vectors: bytes
+
+    def nodes_shape(self, height: int, width: int) -> tuple[int, int]:
+        return -(-int(height) // self.grid), -(-int(width) // self.grid)
+
+
+def pack_flow(field: FlowField) -> bytes:
+    """The ``f`` payload of a version-3 P-frame with ``FLAG_WARP``: grid, CRC, then one zlib stream of the vectors
+    as differences to the value before them (wrapping int16), all low bytes, then all high bytes: a smooth field's
+    differences are small, so the high bytes are nearly all 0x00 or 0xff and cost next to nothing."""
+    values = struct.unpack(f"<{len(field.vectors) // 2}h", field.vectors)
+    deltas = [(v - p) & 0xFFFF for v, p in zip(values, (0,) + values[:-1])]
+    planes = bytes(d & 0xFF for d in deltas) + bytes(d >> 8 for d in deltas)
+    return _WARP_HEAD.pack(field.grid, field.latents_crc) + zlib.compress(planes, 9)
+
+
+def unpack_flow(payload: bytes, height: int, width: int) -> FlowField:
+    """Parse and check an ``f`` payload for a picture of ``height`` x ``width`` (raises ``BitstreamError``)."""
+    payload = bytes(payload)
+    if len(payload) < _WARP_HEAD.size + 1:
+        raise BitstreamError(f"flow field of {len(payload)} bytes is truncated (grid, CRC, zlib stream)")
+    grid, crc = _WARP_HEAD.unpack_from(payload)
+    if not MIN_WARP_GRID <= grid <= MAX_WARP_GRID:
+        raise BitstreamError(f"flow grid {grid} out of range {MIN_WARP_GRID}..{MAX_WARP_GRID}")
+    rows, cols = FlowField(grid, crc, b"").nodes_shape(height, width)
+    n = 2 * rows * cols
+    planes = _inflate_map(payload[_WARP_HEAD.size - 2:], 2 * n, "flow field", "bytes of vectors", (height, width))
+    values, previous = [], 0
+    for low, high in zip(planes[:n], planes[n:]):
+        previous = (previous + (low | high << 8)) & 0xFFFF
+        values.append(previous - 0x10000 if previous >= 0x8000 else previous)
+    top = MAX_WARP_PIXELS * WARP_UNITS_PER_PIXEL
+    if max(abs(v) for v in values) > top:
+        raise BitstreamError(f"flow field holds a vector beyond {MAX_WARP_PIXELS} pixels")
+    return FlowField(grid, crc, struct.pack(f"<{n}h", *values))
 
 
 def gain_to_code(gain: float) -> int:
@@ -348,6 +414,8 @@ def _check_header(header: FrameHeader) -> None:
         raise BitstreamError(f"stream fields {stream} must be 32-bit unsigned integers")
     if header.has_motion and not header.is_p_frame:
         raise BitstreamError("only a version-3 P-frame carries a motion field")
+    if header.has_flow and not header.has_motion:
+        raise BitstreamError("a flow field comes only with a motion field (FLAG_WARP needs FLAG_MOTION)")
     if header.version != STREAM_VERSION and any(stream):
         raise BitstreamError(f"a version {header.version} frame has no stream fields, got {stream}")
     if header.version == STREAM_VERSION:
@@ -388,8 +456,7 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
             raise BitstreamError(f"{name} string of {len(payload)} bytes exceeds the limit of {MAX_STREAM_BYTES}")
     if header.has_gain_map:
         unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
-    if header.has_motion:
-        unpack_motion(strings[MOTION_STREAM], header.y_shape)
+    _check_motion(header, strings)
     head = _HEADER.pack(
         MAGIC,
         header.version,
@@ -407,8 +474,8 @@ def pack_frame(header: FrameHeader, strings: Mapping[str, bytes]) -> bytes:
         head += _GAIN_LENGTH.pack(len(payloads[3]))
     elif header.version == STREAM_VERSION:
         head += _STREAM_BLOCK.pack(header.frame_type, header.stream_id, header.seq, header.ref_seq, header.ref_crc)
-        if header.has_motion:
-            head += _MOTION_LENGTH.pack(len(payloads[3]))
+        for payload in payloads[3:]:  # m, then f
+            head += _MOTION_LENGTH.pack(len(payload))
     body = head + b"".join(payloads)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -431,8 +498,8 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
     if len(view) < head_bytes + _CRC.size:
         raise BitstreamError(f"truncated: {len(view)} bytes, a version-{version} frame with a motion field has at "
                              f"least {head_bytes + _CRC.size}")
-    if head_bytes > header_bytes(version):
-        lengths += _MOTION_LENGTH.unpack_from(view, header_bytes(version))
+    for offset in range(header_bytes(version), head_bytes, _MOTION_LENGTH.size):  # m's length, then f's
+        lengths += _MOTION_LENGTH.unpack_from(view, offset)
     declared, present = sum(lengths), len(view) - head_bytes - _CRC.size
     if declared > present:
         raise BitstreamError(f"truncated: header says {declared} payload bytes, {present} present")
@@ -477,16 +544,22 @@ def unpack_frame(data: bytes, expected_model_hash: bytes | None = None) -> tuple
         offset += length
     if header.has_gain_map:
         unpack_gain_map(strings[GAIN_STREAM], header.y_shape)
-    if header.has_motion:
-        unpack_motion(strings[MOTION_STREAM], header.y_shape)
+    _check_motion(header, strings)
     return header, strings
+
+
+def _check_motion(header: FrameHeader, strings: Mapping[str, bytes]) -> None:
+    if header.has_motion:
+        unpack_motion(strings[MOTION_STREAM], header.y_shape, header.has_flow)
+    if header.has_flow:
+        unpack_flow(strings[WARP_STREAM], header.height, header.width)
 
 
 def _payload_names(version: int, flags: int = 0) -> tuple[str, ...]:
     if version == 2:
         return STREAM_NAMES + (GAIN_STREAM,)
     if version == STREAM_VERSION and flags & FLAG_MOTION:
-        return STREAM_NAMES + (MOTION_STREAM,)
+        return STREAM_NAMES + (MOTION_STREAM,) + ((WARP_STREAM,) if flags & FLAG_WARP else ())
     return STREAM_NAMES
 
 
@@ -558,7 +631,7 @@ def header_info(data: bytes) -> dict:
         "latent_gain": _gain_info(strings[GAIN_STREAM], header.y_shape) if header.has_gain_map else None,
         "stream": ({"frame_type": "P" if header.is_p_frame else "I", "stream_id": header.stream_id, "seq": header.seq,
                     "ref_seq": header.ref_seq, "ref_crc": header.ref_crc} if header.is_stream_frame else None),
-        "motion": _motion_info(strings[MOTION_STREAM], header.y_shape) if header.has_motion else None,
+        "motion": _motion_info(strings[MOTION_STREAM], header) if header.has_motion else None,
         "payload_bytes": {name: len(s) for name, s in strings.items()},
         "total_bytes": total,
         "bpp": 8.0 * total / (header.height * header.width),
@@ -571,8 +644,10 @@ def _gain_info(payload: bytes, y_shape: tuple[int, int]) -> dict:
     return {"top_gain": gain_map.gain(gain_map.levels - 1), "levels": gain_map.levels, "cells_per_level": counts}
 
 
-def _motion_info(payload: bytes, y_shape: tuple[int, int]) -> dict:
-    field = unpack_motion(payload, y_shape)
-    moved = sum(1 for c in field.choices if c and c != 1 + field.max_shift * (2 * field.max_shift + 2))
+def _motion_info(payload: bytes, header: FrameHeader) -> dict:
+    field = unpack_motion(payload, header.y_shape, header.has_flow)
+    warp = field.candidates - 1 if field.warped else None
+    moved = sum(1 for c in field.choices if c and c != warp and c != 1 + field.max_shift * (2 * field.max_shift + 2))
     return {"block": field.block, "max_shift": field.max_shift, "blocks": len(field.choices),
-            "blocks_without_prediction": field.choices.count(0), "blocks_shifted": moved}
+            "blocks_without_prediction": field.choices.count(0), "blocks_shifted": moved,
+            "blocks_warped": field.choices.count(warp) if field.warped else 0}

@@ -10,7 +10,8 @@ machine, so the P-frame still decodes to the intra frame's picture.
 
 The encoder picks each block's choice by the sum of ``log2(1 + |residual|)`` over the block (a proxy of its bits),
 a plain search over ``(2 * max_shift + 1)**2 + 1`` candidates; the choices travel in the frame as a ``MotionField``
-(``bitstream.pack_motion``), a few dozen bytes.
+(``bitstream.pack_motion``), a few dozen bytes.  Given ``warped`` latents (the integer latents of the reference
+picture warped by a flow field, ``warp.py``), they are one more candidate, the last.
 """
 from __future__ import annotations
 
@@ -53,8 +54,11 @@ def _block_map(choices: Tensor, block: int, shape: tuple[int, int]) -> Tensor:
     return choices.repeat_interleave(block, 0).repeat_interleave(block, 1)[: shape[0], : shape[1]]
 
 
-def predict(reference: Tensor, field: MotionField) -> Tensor:
-    """The prediction of a P-frame's latents from its reference's (1, M, h, w) under ``field`` (same dtype)."""
+def predict(reference: Tensor, field: MotionField, warped: Tensor | None = None) -> Tensor:
+    """The prediction of a P-frame's latents from its reference's (1, M, h, w) under ``field`` (same dtype);
+    ``warped``: the latents of the warped reference picture, which a field with ``warped`` needs."""
+    if field.warped and warped is None:
+        raise ValueError("this motion field predicts from the warped reference picture: give its latents")
     shape = tuple(reference.shape[-2:])
     blocks = field.blocks_shape(shape)
     choices = torch.tensor(list(field.choices), dtype=torch.long).reshape(blocks)
@@ -62,16 +66,21 @@ def predict(reference: Tensor, field: MotionField) -> Tensor:
     padded = _padded(reference, field.max_shift)
     out = torch.zeros_like(reference)
     for index in torch.unique(choices).tolist():
+        if field.warped and index == field.candidates - 1:
+            out = torch.where(cells == index, warped, out)
+            continue
         shift = candidate(index, field.max_shift)
         if shift is not None:
             out = torch.where(cells == index, _shift_view(padded, field.max_shift, *shift, shape), out)
     return out
 
 
-def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_shift: int = DEFAULT_MAX_SHIFT) -> MotionField:
+def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_shift: int = DEFAULT_MAX_SHIFT,
+           warped: Tensor | None = None) -> MotionField:
     """Each block's cheapest candidate for coding the integer ``latents`` against ``reference`` (both (1, M, h, w)):
     the one with the least sum of log2(1 + |latents - prediction|); ties go to the lower index (no motion before
-    motion, small shifts before large ones in scan order)."""
+    motion, small shifts before large ones in scan order, the warped picture last).  ``warped``: see the module
+    doc; the field comes back with ``warped`` only if a block chose it."""
     h, w = latents.shape[-2:]
     pad = (0, (-w) % block, 0, (-h) % block)
 
@@ -84,13 +93,17 @@ def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_s
     for index in range(1, side * side + 1):
         dy, dx = candidate(index, max_shift)
         costs.append(block_cost(latents - _shift_view(padded, max_shift, dy, dx, (h, w))))
+    if warped is not None:
+        costs.append(block_cost(latents - warped))
     stacked = torch.cat(costs, dim=1)[0]  # (candidates, hb, wb)
     # prefer no shift on (near-)ties: the zero shift is index 1 + max_shift * side + max_shift
     still = 1 + max_shift * side + max_shift
     best = stacked.argmin(0)
     keep = stacked[still] <= stacked.gather(0, best[None])[0] * (1 + 1e-6)
     best = torch.where(keep, torch.full_like(best, still), best)
-    return MotionField(block=block, max_shift=max_shift, choices=bytes(best.reshape(-1).to(torch.uint8).tolist()))
+    choices = bytes(best.reshape(-1).to(torch.uint8).tolist())
+    uses_warp = warped is not None and bool((best == side * side + 1).any())
+    return MotionField(block=block, max_shift=max_shift, choices=choices, warped=uses_warp)
 
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_MAX_SHIFT", "candidate", "predict", "search", "shifted"]

@@ -25,10 +25,13 @@ class NeuralEngine(Engine):
     name = NAME
     format = FORMAT_RCB1
 
-    def __init__(self, codec: RoiCodec, roi_gain: float = 1.0):
+    def __init__(self, codec: RoiCodec, roi_gain: float = 1.0, flow_prediction: bool | None = None):
         self.codec = codec
         self.uses_features = bool(codec.uses_features)
         self.roi_gain = roi_gain
+        # P-frames also predicted from the warped reference picture (codec StreamEncoder.flow_prediction): the
+        # starting value of this engine's stream encoders; None = the model file's default
+        self.flow_prediction = bool(codec.p_frame_warp if flow_prediction is None else flow_prediction)
 
     roi_gain = property(lambda self: self._roi_gain, lambda self, value: setattr(self, "_roi_gain", _checked_gain(value)),
                         doc="Explicit latent scaling in the ROI (``RoiCodec.encode``'s ``roi_gain``; 1 = off): the "
@@ -61,7 +64,7 @@ class NeuralEngine(Engine):
                 f"u = 1 - ln(alpha/{lo:g})/ln({hi:g}/{lo:g})); ROI errors weigh alpha times background errors")
 
     def stream_encoder(self, keyframe_interval: int = 0, fps: float = 10.0) -> "NeuralStreamEncoder":
-        return NeuralStreamEncoder(self.codec, keyframe_interval, roi_gain=self.roi_gain)
+        return NeuralStreamEncoder(self.codec, keyframe_interval, roi_gain=self.roi_gain, flow_prediction=self.flow_prediction)
 
     def stream_decoder(self) -> "NeuralStreamDecoder":
         return NeuralStreamDecoder(self.codec)
@@ -69,7 +72,7 @@ class NeuralEngine(Engine):
     def describe(self) -> dict:
         return {**super().describe(), "model_id": self.codec.model_id, "model_path": str(self.codec.info.get("path", "")),
                 "precision": self.codec.precision, "analysis_precision": self.codec.analysis_precision,
-                "device": str(self.codec.device), "roi_gain": self.roi_gain}
+                "device": str(self.codec.device), "roi_gain": self.roi_gain, "flow_prediction": self.flow_prediction}
 
 
 class NeuralStreamEncoder(StreamEncoder):
@@ -78,15 +81,19 @@ class NeuralStreamEncoder(StreamEncoder):
 
     format = FORMAT_RCB1
 
-    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, roi_gain: float = 1.0):
+    def __init__(self, codec: RoiCodec, keyframe_interval: int = 0, roi_gain: float = 1.0, flow_prediction: bool = False):
         super().__init__(keyframe_interval)
         self.codec = codec
         self.stream = codec.stream_encoder(keyframe_interval)
         self.stream.keyframes = self.keyframes  # one policy: the engine's interval, requests and restarts
         self.roi_gain = roi_gain
+        self.flow_prediction = flow_prediction
 
     # per stream (not shared through the engine): a change applies from the next frame of this stream
     roi_gain = NeuralEngine.roi_gain
+    flow_prediction = property(lambda self: self.stream.flow_prediction,
+                               lambda self, value: setattr(self.stream, "flow_prediction", bool(value)),
+                               doc="P-frames also predicted from the warped reference picture (StreamEncoder)")
 
     @property
     def next_is_keyframe(self) -> bool:

@@ -105,6 +105,7 @@ class EncoderSettings:
     keyframe_request_min_interval_s: float = 0.25  # at most one requested keyframe per this many seconds
     rate_control: RateControlSettings = field(default_factory=RateControlSettings)
     roi_gain: float = 1.0  # explicit latent scaling in the ROI (neural engine; 1 = off)
+    flow_prediction: bool = False  # P-frames also predicted from the warped reference picture (neural engine)
 
     def check(self, engine: Engine | RoiCodec, detector: DetectorAdapter | None) -> None:
         """Raise ValueError with a reason when these settings cannot be used with this engine/detector."""
@@ -113,6 +114,9 @@ class EncoderSettings:
         if float(self.roi_gain) != 1.0 and not isinstance(as_engine(engine), NeuralEngine):
             raise ValueError(f"roi.latent_gain {self.roi_gain:g} needs the neural engine (the {as_engine(engine).name} "
                              "engine's ROI control is roi_weight); use 1.0")
+        if self.flow_prediction and not isinstance(as_engine(engine), NeuralEngine):
+            raise ValueError(f"p_frames.flow_prediction needs the neural engine (the {as_engine(engine).name} engine "
+                             "has its own motion search); use false")
         check_keyframe_interval(self.keyframe_interval)
         if not self.keyframe_request_min_interval_s >= 0.0:
             raise ValueError(f"keyframe_request_min_interval_s must be >= 0, got {self.keyframe_request_min_interval_s}")
@@ -331,6 +335,7 @@ class FrameEncoder:
         box_array = np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4)
         if isinstance(self.stream, NeuralStreamEncoder):
             self.stream.roi_gain = settings.roi_gain  # applies to this frame
+            self.stream.flow_prediction = settings.flow_prediction
         start = time.perf_counter()
         frame = self.stream.encode(image, roi_mask=mask, boxes=box_array, features=features if self.engine.uses_features else None,
                                    rate=decision.rate, roi_weight=decision.roi_weight)
