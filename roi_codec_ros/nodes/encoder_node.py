@@ -101,8 +101,8 @@ PARAMETERS = (
           "map (bitstream version 2): ROI quality beyond what rate reaches, at more bits; 1 = off (version-1 frames)",
           range=(1.0, 8.0)),
     Param("p_frames.flow_prediction", False, "neural engine: P-frames may also predict blocks from the reference "
-          "picture warped by a coarse flow field (sent in the frame): fewer bits under camera motion (highway -5 % "
-          "of the stream, docs/video.md) for ~2.9x the encode and ~1.9x the decode time of a P-frame"),
+          "picture warped by a coarse flow field (sent in the frame): fewer bits under camera motion (highway -19.4 -> "
+          "-23.3 % vs intra, docs/video.md) for ~3x the encode and ~1.9x the decode time of a P-frame"),
     # -- closed-loop rate control (live; roi_codec_ros.rate_control, docs/rate_control.md) --
     Param("target_kbps", 0.0, "bitrate target in kbit/s: the rate controller picks `rate` per frame (and, as a last "
           "resort, moves the ROI weight toward rate_control.roi_weight_limit, then skips frames); 0 = off, frames "
