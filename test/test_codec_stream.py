@@ -3,24 +3,18 @@ residual to its reference and decodes to the very picture of the intra frame; a 
 decoded against another reference than the one it names."""
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from codec_helpers import decode_with_threads  # noqa: E402
+from codec_helpers import check_stream_decodes_alike  # noqa: E402
 
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec  # noqa: E402
 from roi_codec_ros.codec import bitstream as bs  # noqa: E402
 from roi_codec_ros.codec.bitstream import BitstreamError, MissingReferenceError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _clip(n: int = 8, h: int = 64, w: int = 96) -> list[np.ndarray]:
@@ -126,33 +120,8 @@ def test_a_scene_cut_is_coded_as_an_i_frame():
     assert not encoder.next_is_keyframe and encoder.encode(zidane, rate=0.5).keyframe  # another scene: an I-frame
 
 
-DECODE_STREAM = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    import torch
-    torch.set_num_threads(1)
-    from roi_codec_ros.codec import RoiCodec
-    decoder = RoiCodec.random(seed=0).stream_decoder()
-    images = [decoder.decode(open(path, "rb").read()) for path in sys.argv[1:]]
-    np.save(sys.argv[1] + ".npy", np.stack(images))
-    """
-)
-
-
 def test_stream_decoding_is_bit_exact_across_processes_and_threads(tmp_path, random_codec, stream):
-    paths = []
-    for i, frame in enumerate(stream[:4]):
-        paths.append(tmp_path / f"{i}.rcb")
-        paths[-1].write_bytes(frame.data)
-    result = subprocess.run([sys.executable, "-c", DECODE_STREAM, *map(str, paths)], capture_output=True, text=True,
-                            timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    other_process = np.load(str(paths[0]) + ".npy")
-    for threads in (1, 2):
-        decoder = random_codec.stream_decoder()
-        here = np.stack([decode_with_threads(decoder, f.data, threads) for f in stream[:4]])
-        assert hashlib.sha1(here.tobytes()).hexdigest() == hashlib.sha1(other_process.tobytes()).hexdigest()
+    check_stream_decodes_alike(tmp_path, random_codec, [frame.data for frame in stream[:4]])
 
 
 def test_intra_decoders_of_earlier_releases_keep_their_frames(random_codec):

@@ -181,6 +181,15 @@ def test_another_prediction_than_the_encoders_is_refused_not_shown(warping_codec
     decoder.decode(data)  # the reference is still held: the real frame decodes
 
 
+def test_warped_stream_decoding_is_bit_exact_across_processes_and_threads(tmp_path, warping_codec):
+    from codec_helpers import check_stream_decodes_alike
+
+    encoder = warping_codec.stream_encoder(keyframe_interval=0)
+    frames = [encoder.encode(image, rate=0.5).data for image in _pan()]
+    assert bs.unpack_frame(frames[-1])[0].has_flow
+    check_stream_decodes_alike(tmp_path, warping_codec, frames)
+
+
 def test_flow_predictions_are_the_same_at_one_and_two_threads(warping_codec):
     before = torch.get_num_threads()
     try:
