@@ -16,7 +16,6 @@ from roi_codec_ros.codec import bitstream as bs  # noqa: E402
 from roi_codec_ros.codec.bitstream import BitstreamError, MissingReferenceError  # noqa: E402
 
 
-
 def _clip(n: int = 8, h: int = 64, w: int = 96) -> list[np.ndarray]:
     """A still, textured background with a small object moving over it."""
     rng = np.random.default_rng(2)
