@@ -229,3 +229,25 @@ def test_eval_engine_spec_takes_flow():
     for bad, message in (("x264:flow=1", "option of the neural engine"), ("neural:flow=yes", "0 or 1")):
         with pytest.raises(ValueError, match=message):
             _engine_codecs(f"engine:{bad}", bad, [0.5], [1.0], "cpu")
+
+
+def test_a_stream_whose_flow_does_not_pay_tries_it_only_every_few_frames(random_codec, monkeypatch):
+    from roi_codec_ros.codec import stream as stream_module
+
+    tries = []
+    picture_latents = type(random_codec)._picture_latents
+
+    def counted(self, picture, rate_code):
+        tries.append(len(frames))
+        return picture_latents(self, picture, rate_code)
+
+    monkeypatch.setattr(type(random_codec), "_picture_latents", counted)
+    monkeypatch.setattr(random_codec, "p_frame_max_cost", 10.0)
+    encoder = random_codec.stream_encoder(keyframe_interval=0)
+    encoder.flow_prediction = True
+    frames = []
+    for image in [_texture(64, 192)] * 12:  # a still camera: the flow never pays
+        frames.append(encoder.encode(image, rate=0.5))
+    assert not any(bs.unpack_frame(f.data)[0].has_flow for f in frames)
+    retry = stream_module.FLOW_RETRY_FRAMES
+    assert tries == [1, 2 + retry, 3 + 2 * retry]  # P-frames 1, 6, 11 (frame 0 is the I-frame)

@@ -68,6 +68,11 @@ class KeyframePolicy:
             self._since_keyframe = (self._since_keyframe or 0) + 1
 
 
+# with flow_prediction, P-frames coded without trying the flow after a try whose flow did not pay: its cost (a g_s,
+# the flow, a g_a) is spent only every this many frames where the camera stands still
+FLOW_RETRY_FRAMES = 4
+
+
 def latent_crc(y_hat: Tensor) -> int:
     """CRC-32 of integer latents as int32 little-endian bytes, row-major: what a P-frame names its reference by."""
     return zlib.crc32(y_hat.detach().cpu().to(torch.int32).contiguous().numpy().astype("<i4").tobytes())
@@ -97,6 +102,7 @@ class StreamEncoder:
         # under camera motion, for about 2x the encode time (one g_s and one g_a more) and 1.9x the decode time
         # (docs/video.md); a change applies from the next frame
         self.flow_prediction = bool(codec.p_frame_warp)
+        self._flow_wait = 0  # P-frames to code without trying the flow (it did not pay on the last try)
 
     def request_keyframe(self) -> None:
         """The next frame is an I-frame (e.g. a decoder lost its reference, or a new subscriber joined)."""
@@ -131,8 +137,13 @@ class StreamEncoder:
             ref = self._reference
             stream = {"frame_type": FRAME_P, "stream_id": self.stream_id, "seq": seq, "ref_seq": ref.seq, "ref_crc": ref.crc}
             reference = ref.y_hat
-        picture = None if keyframe or not self.flow_prediction else self._reference_picture()
+        try_flow = not keyframe and self.flow_prediction and self._flow_wait <= 0
+        picture = self._reference_picture() if try_flow else None
         frame, y_hat = self.codec._encode(rgb, roi_mask, features, rate, roi_weight, roi_gain, reference, stream, picture)
+        if try_flow:  # a still camera never sends flow: then try again only every FLOW_RETRY_FRAMES P-frames
+            self._flow_wait = 0 if self.codec.read_header(frame.data).has_flow else FLOW_RETRY_FRAMES
+        elif not keyframe:
+            self._flow_wait -= 1
         self.keyframes.coded(frame.keyframe)  # a P-frame planned at a scene cut comes out as an I-frame
         if frame.data[3] != STREAM_VERSION:  # a gain map made it an intra frame of its own: the stream goes on
             self._reference = None  # with an I-frame
