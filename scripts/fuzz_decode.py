@@ -87,6 +87,7 @@ def _encode_warped(stream, image) -> bytes:
     codec, max_cost = stream.codec, stream.codec.p_frame_max_cost
     motion.search, codec.p_frame_max_cost = every_block_warped, float("inf")  # a P-frame whatever it costs
     codec._worth_its_flow = lambda latents, reference, field, warped, flow: (field, flow)  # whatever it saves
+    stream._flow_wait = 0  # and try the flow now, though the frames before did not send one
     try:
         data = stream.encode(image, rate=0.5).data
     finally:
