@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from codec_helpers import check_stream_decodes_alike  # noqa: E402
+from codec_helpers import check_stream_decodes_alike, decode_with_threads  # noqa: E402
 
 from roi_codec_ros.codec import DEFAULT_MODEL_PATH, RoiCodec  # noqa: E402
 from roi_codec_ros.codec import bitstream as bs  # noqa: E402
