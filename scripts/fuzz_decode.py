@@ -77,22 +77,20 @@ def _encode_warped(stream, image) -> bytes:
     choose it on their own, and the decoder must take any valid choice)."""
     from roi_codec_ros.codec import motion
 
-    search = motion.search
+    search_with_warp = motion.search_with_warp
 
-    def every_block_warped(latents, reference, *args, warped=None, **kwargs):
-        field = search(latents, reference, *args, warped=warped, **kwargs)
-        index = (2 * field.max_shift + 1) ** 2 + 1
-        return bs.MotionField(field.block, field.max_shift, bytes([index] * len(field.choices)), warped=True)
+    def every_block_warped(latents, reference, warped, *args, **kwargs):  # and the flow pays whatever it saves
+        _, plain, _ = search_with_warp(latents, reference, warped, *args, **kwargs)
+        index = (2 * plain.max_shift + 1) ** 2 + 1
+        return bs.MotionField(plain.block, plain.max_shift, bytes([index] * len(plain.choices)), warped=True), plain, float("inf")
 
     codec, max_cost = stream.codec, stream.codec.p_frame_max_cost
-    motion.search, codec.p_frame_max_cost = every_block_warped, float("inf")  # a P-frame whatever it costs
-    codec._worth_its_flow = lambda latents, reference, field, warped, flow: (field, flow)  # whatever it saves
+    motion.search_with_warp, codec.p_frame_max_cost = every_block_warped, float("inf")  # a P-frame whatever it costs
     stream._flow_wait = 0  # and try the flow now, though the frames before did not send one
     try:
         data = stream.encode(image, rate=0.5).data
     finally:
-        motion.search, codec.p_frame_max_cost = search, max_cost
-        del codec._worth_its_flow
+        motion.search_with_warp, codec.p_frame_max_cost = search_with_warp, max_cost
     if not unpack_frame(data)[0].has_flow:
         raise RuntimeError("the flow seed came out without a flow field")
     return data

@@ -108,31 +108,28 @@ def test_a_flow_field_is_sent_only_where_its_bytes_pay():
     latents = torch.randint(-5, 6, (1, 4, 8, 8), generator=torch.Generator().manual_seed(3)).float()
     reference = torch.zeros_like(latents)
     flow = warp.to_field(np.zeros((1, 1, 2), np.float32), 64, 0)
-    field = motion.search(latents, reference, warped=latents.clone())
-    kept, kept_flow = RoiCodec._worth_its_flow(latents, reference, field, latents.clone(), flow)
-    assert kept.warped and kept_flow == flow  # a perfect prediction of 256 latents for a few bytes
+    with_warp, plain, saved = motion.search_with_warp(latents, reference, latents.clone())
+    assert with_warp.warped and not plain.warped and plain == motion.search(latents, reference)
+    assert saved == pytest.approx(float(torch.log2(1 + latents.abs()).sum()))  # plain codes the latents as they are
+    assert RoiCodec._flow_pays(saved, flow)  # a perfect prediction of 256 latents for a few bytes
     nearly = latents.clone()
     nearly[..., 0, 0] += 1  # no better than block motion from this reference: the flow would be wasted bytes
-    field = MotionField(4, 2, bytes([26] * 4), warped=True)
-    plain, no_flow = RoiCodec._worth_its_flow(latents, latents - nearly + latents, field, nearly, flow)
-    assert not plain.warped and no_flow is None
+    with_warp, plain, saved = motion.search_with_warp(latents, latents - nearly + latents, nearly)
+    assert not with_warp.warped and saved == 0.0 and not RoiCodec._flow_pays(saved, flow)
 
 
 @pytest.fixture
 def warping_codec(random_codec, monkeypatch):
     """The random test model with flow predictions, every block taking the warped picture whenever it is offered
     (an untrained model's latents rarely prefer it, and these tests are about the frames' form)."""
-    search = motion.search
+    search_with_warp = motion.search_with_warp
 
-    def always_warp(latents, reference, *args, warped=None, **kwargs):
-        field = search(latents, reference, *args, warped=warped, **kwargs)
-        if warped is None:
-            return field
-        index = (2 * field.max_shift + 1) ** 2 + 1  # the warped picture
-        return MotionField(field.block, field.max_shift, bytes([index] * len(field.choices)), warped=True)
+    def always_warp(latents, reference, warped, *args, **kwargs):  # ... and the flow pays whatever it saves
+        _, plain, _ = search_with_warp(latents, reference, warped, *args, **kwargs)
+        index = (2 * plain.max_shift + 1) ** 2 + 1  # the warped picture
+        return MotionField(plain.block, plain.max_shift, bytes([index] * len(plain.choices)), warped=True), plain, float("inf")
 
-    monkeypatch.setattr(motion, "search", always_warp)
-    monkeypatch.setattr(type(random_codec), "_worth_its_flow", staticmethod(lambda latents, reference, field, warped, flow: (field, flow)))
+    monkeypatch.setattr(motion, "search_with_warp", always_warp)
     monkeypatch.setattr(random_codec, "p_frame_warp", True)
     monkeypatch.setattr(random_codec, "p_frame_max_cost", 10.0)
     return random_codec

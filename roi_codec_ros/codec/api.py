@@ -259,8 +259,8 @@ class RoiCodec:
         self.p_frame_motion = True
         # New streams' default for flow_prediction (StreamEncoder): P-frames may also predict blocks from the
         # reference picture warped by a coarse flow field (codec/warp.py): fewer bits under camera motion, for a flow
-        # estimate and one more g_a at both ends and a g_s at the encoder.  Off unless the model file says so.
-        self.p_frame_warp = bool(self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_warp", False))
+        # estimate and one more g_a at both ends and a g_s at the encoder; off (it fails the P/I time target)
+        self.p_frame_warp = False
         self.warp_grid = warp.DEFAULT_GRID
         # encoder-only g_a with fewer passes (RoiHyperprior.analysis(for_coding=True)); False = the training graph's
         # ``analysis`` (benchmarks compare the two)
@@ -553,14 +553,17 @@ class RoiCodec:
                 reference = reference.cpu()
                 if self.p_frame_motion:
                     warped = None
-                    if pictures is not None:  # the stream predicts from warped pictures too (flow_prediction)
+                    if pictures is None:
+                        motion_field = motion.search(latents, reference)
+                    else:  # the stream predicts from warped pictures too (flow_prediction)
                         frame, reference_picture, rate_code = pictures
                         cells = warp.estimate(frame, reference_picture, self.warp_grid)
                         warped = self._picture_latents(warp.warp(reference_picture, cells, self.warp_grid), rate_code)
-                    motion_field = motion.search(latents, reference, warped=warped)
-                    if motion_field.warped and warped is not None:
-                        flow_field = warp.to_field(cells, self.warp_grid, latent_crc(warped))
-                        motion_field, flow_field = self._worth_its_flow(latents, reference, motion_field, warped, flow_field)
+                        motion_field, plain, saved = motion.search_with_warp(latents, reference, warped)
+                        if motion_field.warped:
+                            flow_field = warp.to_field(cells, self.warp_grid, latent_crc(warped))
+                            if not self._flow_pays(saved, flow_field):
+                                motion_field, flow_field = plain, None
                     reference = motion.predict(reference, motion_field, warped)
                 residual = latents - reference
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
@@ -574,16 +577,10 @@ class RoiCodec:
         return y, side, t_g_a, reference, f, motion_field, flow_field
 
     @staticmethod
-    def _worth_its_flow(latents: Tensor, reference: Tensor, field, warped: Tensor, flow_field):
-        """(field, flow field), or block motion alone where the flow's bytes would cost more than its prediction saves:
-        the bits of a residual are ~WARP_BITS_PER_PROXY x its sum of log2(1 + |r|) at least (docs/video.md)."""
-        plain = motion.search(latents, reference)
-
-        def proxy(prediction: Tensor) -> float:
-            return float(torch.log2(1 + (latents - prediction).abs()).sum())
-
-        saved = WARP_BITS_PER_PROXY * (proxy(motion.predict(reference, plain)) - proxy(motion.predict(reference, field, warped)))
-        return (field, flow_field) if saved > 8 * len(pack_flow(flow_field)) else (plain, None)
+    def _flow_pays(saved_proxy: float, flow_field) -> bool:
+        """Whether a flow field saves more bits than its bytes cost: the bits of a residual are at least
+        ~WARP_BITS_PER_PROXY x its sum of log2(1 + |r|) (docs/video.md)."""
+        return WARP_BITS_PER_PROXY * saved_proxy > 8 * len(pack_flow(flow_field))
 
     @torch.inference_mode()
     def _picture_latents(self, picture: np.ndarray, rate_code: int) -> Tensor:

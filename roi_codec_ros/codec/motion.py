@@ -81,6 +81,22 @@ def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_s
     the one with the least sum of log2(1 + |latents - prediction|); ties go to the lower index (no motion before
     motion, small shifts before large ones in scan order, the warped picture last).  ``warped``: see the module
     doc; the field comes back with ``warped`` only if a block chose it."""
+    return _choose(_block_costs(latents, reference, block, max_shift, warped), block, max_shift, warped is not None)[0]
+
+
+def search_with_warp(latents: Tensor, reference: Tensor, warped: Tensor, block: int = DEFAULT_BLOCK,
+                     max_shift: int = DEFAULT_MAX_SHIFT) -> tuple[MotionField, MotionField, float]:
+    """One search, two answers: (the field with the warped candidate, the field without it, how much the first
+    saves over the second in sum log2(1 + |residual|)), so the encoder can weigh that saving against the flow's
+    bytes."""
+    costs = _block_costs(latents, reference, block, max_shift, warped)
+    with_warp, cost_with = _choose(costs, block, max_shift, True)
+    plain, cost_plain = _choose(costs[:-1], block, max_shift, False)
+    return with_warp, plain, (cost_plain - cost_with) * block * block  # the costs are block means
+
+
+def _block_costs(latents: Tensor, reference: Tensor, block: int, max_shift: int, warped: Tensor | None) -> Tensor:
+    """(candidates, hb, wb): each candidate's mean log2(1 + |residual|) per cell of each block (padding counts 0)."""
     h, w = latents.shape[-2:]
     pad = (0, (-w) % block, 0, (-h) % block)
 
@@ -95,15 +111,21 @@ def search(latents: Tensor, reference: Tensor, block: int = DEFAULT_BLOCK, max_s
         costs.append(block_cost(latents - _shift_view(padded, max_shift, dy, dx, (h, w))))
     if warped is not None:
         costs.append(block_cost(latents - warped))
-    stacked = torch.cat(costs, dim=1)[0]  # (candidates, hb, wb)
+    return torch.cat(costs, dim=1)[0]
+
+
+def _choose(costs: Tensor, block: int, max_shift: int, offers_warp: bool) -> tuple[MotionField, float]:
+    """Each block's cheapest candidate of ``_block_costs`` -> (the field, the sum of the chosen block costs)."""
+    side = 2 * max_shift + 1
     # prefer no shift on (near-)ties: the zero shift is index 1 + max_shift * side + max_shift
     still = 1 + max_shift * side + max_shift
-    best = stacked.argmin(0)
-    keep = stacked[still] <= stacked.gather(0, best[None])[0] * (1 + 1e-6)
+    best = costs.argmin(0)
+    keep = costs[still] <= costs.gather(0, best[None])[0] * (1 + 1e-6)
     best = torch.where(keep, torch.full_like(best, still), best)
     choices = bytes(best.reshape(-1).to(torch.uint8).tolist())
-    uses_warp = warped is not None and bool((best == side * side + 1).any())
-    return MotionField(block=block, max_shift=max_shift, choices=choices, warped=uses_warp)
+    uses_warp = offers_warp and bool((best == side * side + 1).any())
+    field = MotionField(block=block, max_shift=max_shift, choices=choices, warped=uses_warp)
+    return field, float(costs.gather(0, best[None]).sum())
 
 
-__all__ = ["DEFAULT_BLOCK", "DEFAULT_MAX_SHIFT", "candidate", "predict", "search", "shifted"]
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_MAX_SHIFT", "candidate", "predict", "search", "search_with_warp", "shifted"]
