@@ -140,14 +140,32 @@ def _pan(n: int = 3) -> list[np.ndarray]:
     return [world[:, 5 * t : 5 * t + 192].copy() for t in range(n)]
 
 
-def test_warped_p_frames_decode_to_the_intra_pictures(warping_codec):
+def _unrounded_latents(codec, image: np.ndarray, rate: float = 0.5):
+    from roi_codec_ros.codec.api import RoiHyperprior, padded_size
+
+    image, _, _, (x, mask_alpha, feats, embedding) = codec._inputs(image, None, None, rate, 1.0)
+    h, w = image.shape[:2]
+    padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
+    return codec._torch_analysis(x, mask_alpha, feats, embedding, None, h, w, padded)[0].float().cpu()
+
+
+def test_warped_p_frames_quantise_y_around_the_fractional_prediction(warping_codec):
+    """A warped block codes round(y - prediction) against a prediction kept to 1/16: its latents are within half a
+    step of y, like round(y), but on the prediction's grid, and the decoder gets exactly the encoder's picture."""
+    from roi_codec_ros.codec.stream import LATENT_STEPS
+
     codec = warping_codec
     encoder, decoder = codec.stream_encoder(keyframe_interval=0), codec.stream_decoder()
     for t, image in enumerate(_pan()):
         frame = encoder.encode(image, rate=0.5)
         header = bs.unpack_frame(frame.data)[0]
         assert header.has_flow == (t > 0)
-        assert np.array_equal(decoder.decode(frame.data), codec.decode(codec.encode(image, rate=0.5).data))
+        y_hat, y = encoder._reference.y_hat, _unrounded_latents(codec, image)
+        assert float((y_hat - y).abs().max()) <= 0.5 + 1e-4
+        assert torch.equal(y_hat * LATENT_STEPS, torch.round(y_hat * LATENT_STEPS))
+        assert bool((y_hat != torch.round(y_hat)).any()) == (t > 0)  # an I-frame is round(y)
+        picture = codec._synthesize(y_hat, frame.rate, *image.shape[:2])[0]
+        assert np.array_equal(decoder.decode(frame.data), picture)
 
 
 def _frames_and_reference(codec):

@@ -73,7 +73,7 @@ from compressai.ops import compute_padding
 from .checkpoint import DEFAULT_MODEL_PATH, load_model_file, model_fingerprint
 from .conditioning import GAIN_LEVELS, ControlRanges, latent_gain_levels, weighted_roi_mask
 from . import motion, warp
-from .stream import latent_crc
+from .stream import LATENT_STEPS, latent_crc
 from .model import ModelConfig, RoiHyperprior, build_model
 
 
@@ -533,7 +533,7 @@ class RoiCodec:
     def _torch_analysis(self, x, mask_alpha, feats, embedding, features, h, w, padded, reference=None, pictures=None):
         """g_a and the side analysis -> (y, side latents, time after g_a, prediction, the object prior's features f,
         motion field, flow field); with a P-frame's ``reference``, y comes back as the integer residual ``round(y) - prediction``
-        (float32), the prediction being the reference moved by the motion field (``codec/motion.py``; the reference
+        (``round(y - prediction)`` where the prediction is fractional; float32), the prediction being the reference moved by the motion field (``codec/motion.py``; the reference
         itself without ``p_frame_motion``), and the side latents are those of the residual (under the P-frames'
         entropy model where the model has one); the prediction comes back None when the residual would cost about as
         much as the latents (``p_frame_max_cost``): an I-frame.  ``pictures``: (the frame, the reference picture, the
@@ -559,13 +559,22 @@ class RoiCodec:
                         frame, reference_picture, rate_code = pictures
                         cells = warp.estimate(frame, reference_picture, self.warp_grid)
                         warped = self._picture_latents(warp.warp(reference_picture, cells, self.warp_grid), rate_code)
-                        motion_field, plain, saved = motion.search_with_warp(latents, reference, warped)
+                        # the search weighs the residual round(y - warped) such a block codes, as the integer
+                        # candidate it equals: latents - it
+                        motion_field, plain, saved = motion.search_with_warp(
+                            latents, reference, latents - torch.round(y.float().cpu() - warped))
                         if motion_field.warped:
                             flow_field = warp.to_field(cells, self.warp_grid, latent_crc(warped))
                             if not self._flow_pays(saved, flow_field):
                                 motion_field, flow_field = plain, None
                     reference = motion.predict(reference, motion_field, warped)
+                # integer residual r: y_hat = prediction + r.  An integer prediction gives round(y) itself (the intra
+                # frame's latents); a fractional one (a warped block, or latents that came from one) rounds y's
+                # distance to it instead
+                fractional = reference != torch.round(reference)
                 residual = latents - reference
+                if bool(fractional.any()):
+                    residual = torch.where(fractional, torch.round(y.float().cpu() - reference), residual)
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
                 if cost < self.p_frame_max_cost:
@@ -584,9 +593,9 @@ class RoiCodec:
 
     @torch.inference_mode()
     def _picture_latents(self, picture: np.ndarray, rate_code: int) -> Tensor:
-        """round(g_a) of a picture as both ends of a stream compute it for a flow-field prediction (``warp.py``): in
-        float32 whatever ``analysis_precision``, without ROI mask or detector features (the decoder has neither),
-        at the frame's rate; (1, M, h, w) float32 integers on the CPU."""
+        """g_a of a picture rounded to 1/LATENT_STEPS, as both ends of a stream compute it for a flow-field prediction
+        (``warp.py``): in float32 whatever ``analysis_precision``, without ROI mask or detector features (the decoder
+        has neither), at the frame's rate; (1, M, h, w) float32 on the CPU."""
         h, w = picture.shape[:2]
         padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
         u_alpha = torch.tensor([self.ranges.u_alpha(1.0)], device=self.device)
@@ -594,7 +603,7 @@ class RoiCodec:
         embedding = self.model.rate_embedding(torch.tensor([code_to_rate(rate_code)], device=self.device))
         fused = self._zero_feature_maps(h, w, padded, torch.float32)[0]
         y = self.model.analysis(x, mask_alpha, self._features(None, h, w), embedding, (h, w), fused=fused, for_coding=True)
-        return torch.round(y.float()).cpu()
+        return (torch.round(y.float() * LATENT_STEPS) / LATENT_STEPS).cpu()
 
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int],
                            dtype: torch.dtype | None = None) -> tuple[list[Tensor], Tensor]:

@@ -8,7 +8,9 @@ A P-frame codes the integer residual ``r = round(y_t) - p_t`` to a prediction ``
 ``y_hat_{t-1}`` moved by block motion on y's grid (``motion.py``), under the model's P-frame entropy model where it
 has one (``RoiHyperprior.inter_codec``, trained by ``roi_codec_ros.training.inter``), else the intra one.
 ``y_hat_t = p_t + r = round(y_t)``, so a P-frame decodes to exactly the picture of the intra frame, at the bits of
-the residual (docs/video.md has the measurements).
+the residual (docs/video.md has the measurements).  With ``flow_prediction`` a block may predict from the reference
+picture warped by a flow field (``warp.py``), a prediction kept to 1/16: there ``r = round(y_t - p_t)``, and the
+picture is no longer the intra one, only as close to y (within half a step per latent).
 
 Every frame of a stream is a version-3 frame (docs/bitstream.md): its stream id, its sequence number and, in a
 P-frame, the sequence number and a CRC-32 of the reference latents.  A decoder decodes a P-frame only when it holds
@@ -73,16 +75,24 @@ class KeyframePolicy:
 FLOW_RETRY_FRAMES = 4
 
 
+# A stream's latents are multiples of 1/LATENT_STEPS: integers, or where a block predicts from a warped picture, that
+# prediction (round(g_a) kept to 1/16: rounding it to integers as well doubles the rounding noise the residual codes)
+# plus an integer residual
+LATENT_STEPS = 16
+
+
 def latent_crc(y_hat: Tensor) -> int:
-    """CRC-32 of integer latents as int32 little-endian bytes, row-major: what a P-frame names its reference by."""
-    return zlib.crc32(y_hat.detach().cpu().to(torch.int32).contiguous().numpy().astype("<i4").tobytes())
+    """CRC-32 of a stream's latents in units of 1/LATENT_STEPS, as int32 little-endian bytes, row-major: what a
+    P-frame names its reference, and a flow prediction its warped latents, by."""
+    units = torch.round(y_hat.detach().cpu().double() * LATENT_STEPS).to(torch.int32)
+    return zlib.crc32(units.contiguous().numpy().astype("<i4").tobytes())
 
 
 @dataclass
 class _Reference:
     stream_id: int
     seq: int
-    y_hat: Tensor  # (1, M, h, w) float32 integers, on the CPU
+    y_hat: Tensor  # (1, M, h, w) float32 multiples of 1/LATENT_STEPS, on the CPU
     crc: int
     size: tuple[int, int]  # the frame's (height, width)
     rate: float = 0.0  # the frame's rate (as its header reads)
@@ -196,5 +206,5 @@ class StreamDecoder:
         return image
 
 
-__all__ = ["KeyframePolicy", "MissingReferenceError", "StreamDecoder", "StreamEncoder", "check_keyframe_interval",
-           "latent_crc"]
+__all__ = ["LATENT_STEPS", "KeyframePolicy", "MissingReferenceError", "StreamDecoder", "StreamEncoder",
+           "check_keyframe_interval", "latent_crc"]
