@@ -141,6 +141,16 @@ def test_the_p_frame_threshold_is_where_p_frames_stop_saving_bytes():
     assert calibrate_max_cost(rows) == 0.6
     assert calibrate_max_cost(rows[2:]) == 0.0  # P-frames never paid: all I-frames
     assert calibrate_max_cost(rows[:1]) == pytest.approx(0.205)
+    # P-frames that still save bytes where they predict nothing (proxy >= 1): capped, those are I-frames
+    assert calibrate_max_cost([{"proxy": 0.98, "p_bytes": 90, "i_bytes": 100},
+                               {"proxy": 1.05, "p_bytes": 95, "i_bytes": 100}]) == 1.0
+
+
+def test_a_calibrated_threshold_above_one_is_capped_at_load(random_codec):
+    from roi_codec_ros.codec.api import MAX_P_FRAME_COST, RoiCodec
+
+    info = {**random_codec.info, "metadata": {"inter_prior": {"p_frame_max_cost": 1.0232}}}
+    assert RoiCodec(random_codec.model, info=info).p_frame_max_cost == MAX_P_FRAME_COST == 1.0
 
 
 def test_a_model_files_calibrated_threshold_reaches_the_encoder(tmp_path, trained):

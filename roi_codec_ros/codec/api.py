@@ -133,6 +133,11 @@ def _check_precision(device: torch.device, name: str, dtype: torch.dtype | None)
 # rates 0-1 (docs/video.md); the low end, so a frame sends its flow field only where that surely pays
 WARP_BITS_PER_PROXY = 3.0
 
+# the highest p_frame_max_cost: a residual that costs as much as the latents predicts nothing, and an I-frame of it
+# decodes without a reference (a scene cut, or a subscriber that joins there), whatever a P-frame entropy model
+# might save on it (the calibration of model 746f7b6e found 1.0232)
+MAX_P_FRAME_COST = 1.0
+
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     """The padded frame size (``compressai.ops.compute_padding``).  The frame sits at the top left of the padded
@@ -252,8 +257,9 @@ class RoiCodec:
         # A planned P-frame is coded as an I-frame when the residual's cost proxy (sum log2(1 + |v|)) exceeds this
         # share of the latents'.  0.6 for a model without a P-frame entropy model (its P-frame bytes reached the intra
         # frame's at 0.6-0.8, docs/video.md); one with it has its own, calibrated by roi-codec train-inter and kept in
-        # the model file's metadata (an encoder-side choice, not hashed).
-        self.p_frame_max_cost = float(self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_max_cost", 0.6))
+        # the model file's metadata (an encoder-side choice, not hashed), at most MAX_P_FRAME_COST.
+        calibrated = self.info.get("metadata", {}).get("inter_prior", {}).get("p_frame_max_cost", 0.6)
+        self.p_frame_max_cost = min(float(calibrated), MAX_P_FRAME_COST)
         # P-frames predict their latents by block motion on y's grid (codec/motion.py); False = from the reference
         # as it is (streams before motion; benchmarks compare the two)
         self.p_frame_motion = True

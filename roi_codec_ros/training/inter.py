@@ -31,6 +31,7 @@ from torch import Tensor
 from compressai.entropy_models import EntropyBottleneck
 
 from roi_codec_ros.codec import motion
+from roi_codec_ros.codec.api import MAX_P_FRAME_COST
 from roi_codec_ros.codec.model import RoiHyperprior, build_model
 
 
@@ -139,7 +140,9 @@ def coded_bytes(codec, clips: Sequence[LatentClip]) -> int:
 
 def calibrate_max_cost(rows: Sequence[dict]) -> float:
     """The ``p_frame_max_cost`` that saves the most bytes on ``rows`` (``frame_bytes``): frames whose proxy is below
-    it are coded as P-frames, the others as I-frames; halfway between two neighbouring proxies."""
+    it are coded as P-frames, the others as I-frames; halfway between two neighbouring proxies, at most
+    ``MAX_P_FRAME_COST`` (a frame whose residual costs its latents' is an I-frame, whatever it saves)."""
+
     ordered = sorted(rows, key=lambda r: r["proxy"])
     best, best_saving, saving = 0.0, 0.0, 0.0
     for k, row in enumerate(ordered):
@@ -147,7 +150,7 @@ def calibrate_max_cost(rows: Sequence[dict]) -> float:
         if saving > best_saving:
             following = ordered[k + 1]["proxy"] if k + 1 < len(ordered) else row["proxy"] * 1.05
             best, best_saving = (row["proxy"] + following) / 2, saving
-    return round(best, 4)
+    return min(round(best, 4), MAX_P_FRAME_COST)
 
 
 def train_inter_codec(model: RoiHyperprior, train: Sequence[LatentClip], steps: int = 3000, batch: int = 8,
