@@ -611,6 +611,35 @@ def test_large_frames_arrive_between_processes_with_the_project_profile(tmp_path
     assert json.loads(got.read_text()) == json.loads(sent.read_text()), logs
 
 
+_RACER = """
+import sys
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from roi_codec_ros.nodes.runtime import run_node
+
+class Racer(Node):
+    def __init__(self):
+        super().__init__("racer")
+        self.publisher = self.create_publisher(Image, "racer_image", 1)
+        self.create_timer(0.01, self.tick)
+
+    def tick(self):
+        rclpy.shutdown()  # what SIGINT does while a callback runs ...
+        self.publisher.publish(Image())  # ... which then publishes: RCLError, the context is invalid
+
+sys.exit(run_node(Racer, []))
+"""
+
+
+def test_a_shutdown_that_races_a_publishing_callback_is_a_clean_exit(tmp_path):
+    """Seen under load: SIGINT landed while frame_source's timer was publishing, and the node exited 1."""
+    done = subprocess.run([sys.executable, "-c", _RACER], env=ros_env(tmp_path), capture_output=True, text=True,
+                          timeout=STARTUP_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_every_node_exits_within_2_s_of_sigint_while_busy(tmp_path):
     """frame_source -> encoder_node -> decoder_node as separate processes, busy with 1280x720 frames (the encoder
     is mid-frame most of the time); SIGINT to all three at once; each must end with status 0 within 2 s."""

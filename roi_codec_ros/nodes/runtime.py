@@ -98,6 +98,11 @@ def run_node(make_node: Callable[[], Node], argv: list[str] | None = None) -> in
             executor.spin()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:
+            # SIGINT/SIGTERM shut the context down while a callback was publishing (its publish raises RCLError
+            # "publisher's context is invalid"): a clean stop, not a node failure
+            if rclpy.ok():
+                raise
         return 0
     finally:
         if node is not None:
