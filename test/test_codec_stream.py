@@ -104,6 +104,33 @@ def test_keyframes_on_request_at_size_changes_and_latent_gains(random_codec):
     assert decoder.decode(after.data).shape == clip[5].shape and decoder.has_reference
 
 
+def test_hq_keyframes_are_coded_uniformly_and_p_frames_at_the_roi_weight(random_codec):
+    clip = _clip(6)
+    mask = np.zeros(clip[0].shape[:2], np.float32)
+    mask[16:40, 8:60] = 1.0
+    encoder = random_codec.stream_encoder(keyframe_interval=3, keyframe_roi_weight=1.0)
+    frames = [encoder.encode(image, roi_mask=mask, rate=0.5, roi_weight=8.0) for image in clip[:5]]
+    encoder.request_keyframe()
+    frames.append(encoder.encode(clip[5], roi_mask=mask, rate=0.5, roi_weight=8.0))
+    assert [f.keyframe for f in frames] == [True, False, False, True, False, True]
+    weights = [f.roi_weight for f in frames]
+    assert weights[0] == weights[3] == weights[5] == pytest.approx(1.0, abs=0.01)
+    assert weights[1] == weights[2] == weights[4] == pytest.approx(8.0, rel=0.01)
+    decoder = random_codec.stream_decoder()
+    pictures = [decoder.decode(f.data) for f in frames]
+    uniform = random_codec.encode(clip[0], roi_mask=mask, rate=0.5, roi_weight=1.0)
+    assert np.array_equal(pictures[0], random_codec.decode(uniform.data))  # the I-frame is the alpha=1 picture
+    weighted = random_codec.encode(clip[0], roi_mask=mask, rate=0.5, roi_weight=8.0)
+    assert not np.array_equal(pictures[0], random_codec.decode(weighted.data))
+    encoder.keyframe_roi_weight = None  # off again: the next keyframe takes the frame's weight
+    encoder.request_keyframe()
+    off = encoder.encode(clip[0], roi_mask=mask, rate=0.5, roi_weight=8.0)
+    assert off.keyframe and off.roi_weight == pytest.approx(8.0, rel=0.01)
+    with pytest.raises(ValueError, match="keyframe_roi_weight"):
+        encoder.keyframe_roi_weight = 1000.0
+    assert encoder.keyframe_roi_weight is None  # a refused value changes nothing
+
+
 @pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="the shipped model is not present")
 def test_a_scene_cut_is_coded_as_an_i_frame():
     from PIL import Image

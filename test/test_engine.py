@@ -196,6 +196,29 @@ def test_roi_weight_moves_quality_into_the_boxes():
     assert masked.params["regions"] == 1
 
 
+@pytest.mark.parametrize("name", ["x264", "neural"])
+def test_hq_keyframes_drop_the_roi_weight_on_keyframes_only(name, random_codec):
+    engine = NeuralEngine(random_codec) if name == "neural" else create_engine("x264", classical=ClassicalSettings(scenecut=False))
+    h, w = (64, 96) if name == "neural" else (96, 160)
+    mask = boxes_to_mask(BOX, (h, w)).astype(np.float32)
+    encoder = engine.stream_encoder(keyframe_interval=3)
+    encoder.keyframe_roi_weight = 1.0
+    images = [scene(0, h, w).copy() for _ in range(4)]
+    for t, image in enumerate(images):
+        image[10 + t : 20 + t, 10:30] = 255  # a small moving object on a still background
+    frames = [encoder.encode(image, roi_mask=mask, boxes=BOX, rate=0.4, roi_weight=2.0) for image in images]
+    assert [f.keyframe for f in frames] == [True, False, False, True]
+    assert [f.roi_weight for f in frames] == [1.0, 2.0, 2.0, 1.0]
+    if name == "x264":  # no ROI regions in the keyframes, the ROI offset in the P-frames
+        assert [f.params["regions"] for f in frames] == [0, 1, 1, 0]
+    decoder = engine.stream_decoder()
+    assert all(decoder.decode(f.data).shape == (h, w, 3) for f in frames)
+    with pytest.raises(ValueError, match="roi_weight"):  # refused when set (neural) or at the next keyframe
+        encoder.keyframe_roi_weight = 1000.0
+        encoder.request_keyframe()
+        encoder.encode(images[0], roi_mask=mask, boxes=BOX, rate=0.4, roi_weight=2.0)
+
+
 def test_live_rate_change_applies_on_the_next_frame():
     engine = create_engine("x264", classical=ClassicalSettings(scenecut=False))
     sizes = {}

@@ -59,7 +59,13 @@ def test_engine_codec_spec():
     c = codecs[0]
     assert c.keyframe_interval == 5 and c.engine.settings.preset == "ultrafast"
     assert c.engine.settings.colour.chroma_filter == "fit" and c.params()["format"] == "h264"
+    (hq,) = build_codecs(["engine:x264:k=5:kw=1"], [0.5], [30.0])
+    assert hq.family == "x264 kw=1 k5 α=30" and hq.keyframe_roi_weight == 1.0 and hq.params()["keyframe_roi_weight"] == 1.0
+    for t in range(2):
+        hq.encode(scene(t), boxes=BOX)
+    assert hq._encoder.keyframe_roi_weight == 1.0 and hq.keyframes == 1
     for bad, reason in (("engine:", "name the engine"), ("engine:x264:q=3", "unknown option"),
-                        ("engine:vp9", "engine must be one of"), ("engine:x264:k", "key=value")):
+                        ("engine:vp9", "engine must be one of"), ("engine:x264:k", "key=value"),
+                        ("engine:x264:kw=100", "roi_weight")):
         with pytest.raises(ValueError, match=reason):
             build_codecs([bad], [0.5], [1.0])

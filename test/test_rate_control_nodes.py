@@ -49,6 +49,20 @@ def test_off_codes_at_the_set_rate_and_keeps_learning(random_codec, torch_one_th
     assert r.rd_slope == pytest.approx(random_codec.encode(frame(2), roi_mask=None, rate=0.5).beta / (H * W))
 
 
+def test_keyframe_roi_weight_codes_the_keyframes_at_it_and_is_checked(random_codec, torch_one_thread):
+    enc = FrameEncoder(random_codec, keyframe_interval=3)
+    hq = settings().replace(keyframe_interval=3, keyframe_roi_weight=1.0)
+    hq.check(random_codec, None)
+    results = [enc.encode(frame(0), hq, now_s=0.1 * i) for i in range(4)]
+    assert [r.frame.keyframe for r in results] == [True, False, False, True]
+    assert [r.decision.requested_roi_weight for r in results] == [1.0, 4.0, 4.0, 1.0]  # the controller plans with it
+    assert [round(r.frame.roi_weight, 3) for r in results] == [1.0, 4.0, 4.0, 1.0]
+    off = enc.encode(frame(0), hq.replace(keyframe_roi_weight=0.0), now_s=0.5)
+    assert not off.frame.keyframe and off.frame.roi_weight == pytest.approx(4.0, rel=1e-3)
+    with pytest.raises(ValueError, match="keyframe_roi_weight"):
+        hq.replace(keyframe_roi_weight=100.0).check(random_codec, None)
+
+
 def test_a_target_drives_the_rate_and_is_tracked_by_time(random_codec, torch_one_thread):
     enc = FrameEncoder(random_codec)
     target, fps = 20.0, 8.0  # 312 bytes per frame: inside the test codec's reach at 48x64 (96 .. 1764 bytes)

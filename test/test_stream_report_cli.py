@@ -155,6 +155,14 @@ def test_intra_codes_every_frame_as_a_keyframe(folder, lossy, tmp_path):
     assert s["total_bytes"] > lossy["summary"]["total_bytes"]
 
 
+def test_keyframe_roi_weight_codes_the_keyframes_uniformly(folder, tmp_path):
+    report = run(folder, tmp_path / "hq.json", "--model", "random", *KEYINT, "--max-frames", "4", "--roi-weight", "2",
+                 "--keyframe-roi-weight", "1", "--boxes-json", str(folder.parent / "boxes.json"))
+    assert report["settings"]["keyframe_roi_weight"] == 1.0
+    assert [(f["keyframe"], f["roi_weight"]) for f in report["frames"]] == [(True, 1.0), (False, 2.0), (False, 2.0),
+                                                                            (True, 1.0)]
+
+
 def test_a_target_adds_rate_control(folder, tmp_path):
     report = run(folder, tmp_path / "rc.json", "--model", "random", "--target-kbps", "80", "--max-frames", "4")
     rc, frames = report["rate_control"], report["frames"]

@@ -9,13 +9,14 @@ Codec specs (``--codec``, repeatable; default ``baselines``):
     ours[:MODEL][:gain=G]      our RoiCodec: MODEL = model file, "default" (shipped model) or "random"
                                (untrained test model); swept over --rates x --roi-weights; gain = explicit
                                latent scaling in the ROI (roi_gain, 1..8; default 1 = off)
-    engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1][:flow=0|1]
+    engine:NAME[:k=10][:preset=veryfast][:chroma=box|fit][:threads=1][:flow=0|1][:kw=1]
                                a coding engine of the nodes (roi_codec_ros.engine: x264, x265, neural, detected
                                hardware) as the encoder node runs it: one stream per setting, a keyframe every k
                                frames (0 = only the first), swept over --rates x --roi-weights (x264/x265:
                                CRF = 45 - 30*rate, ROI QP offset -3*log2(roi_weight)); neural uses --model-style
                                option model=PATH, and flow=1 lets its P-frames also predict from the warped
-                               reference picture (flow_prediction, docs/video.md)
+                               reference picture (flow_prediction, docs/video.md); kw = the ROI weight
+                               of the keyframes (keyframe_roi_weight; kw=1: uniform "HQ I-frames")
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def _cached_codec(loaded: dict, model: str, device: str):
 
 
 def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> list:
-    """``engine:NAME[:k=N][:preset=P][:chroma=box|fit][:threads=N][:model=PATH]`` (module doc)."""
+    """``engine:NAME[:k=N][:preset=P][:chroma=box|fit][:threads=N][:model=PATH][:flow=0|1][:kw=A]`` (module doc)."""
     from dataclasses import replace
 
     from roi_codec_ros.engine import ClassicalSettings, create_engine
@@ -132,7 +133,7 @@ def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> lis
     if not parts:
         raise ValueError(f"codec spec {spec!r}: name the engine, e.g. engine:x264")
     engine_name, *options = parts
-    keyint, settings, model, label, flow = DEFAULT_KEYFRAME_INTERVAL, {}, "default", [engine_name], None
+    keyint, settings, model, label, flow, keyframe_alpha = DEFAULT_KEYFRAME_INTERVAL, {}, "default", [engine_name], None, None
     for option in options:
         key, eq, value = option.partition("=")
         key = key.strip().lower()
@@ -152,8 +153,10 @@ def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> lis
             if value not in ("0", "1"):
                 raise ValueError(f"codec spec {spec!r}: flow must be 0 or 1, got {value!r}")
             flow = value == "1"
+        elif key == "kw":
+            keyframe_alpha = float(value)
         else:
-            raise ValueError(f"codec spec {spec!r}: unknown option {key!r} (k, preset, chroma, threads, model, flow)")
+            raise ValueError(f"codec spec {spec!r}: unknown option {key!r} (k, preset, chroma, threads, model, flow, kw)")
         if key not in ("model", "k"):
             label.append(option)
     classical = replace(ClassicalSettings(), **settings) if settings else None
@@ -162,8 +165,11 @@ def _engine_codecs(spec: str, rest: str, rates, roi_weights, device: str) -> lis
         if not hasattr(engine, "flow_prediction"):
             raise ValueError(f"codec spec {spec!r}: flow is an option of the neural engine")
         engine.flow_prediction = flow
+    if keyframe_alpha is not None:
+        engine.check(0.5, keyframe_alpha)  # ValueError outside the engine's ROI weight range
     label.append(f"k{keyint}")
-    return engine_grid(engine, rates, roi_weights, name=" ".join(label), keyframe_interval=keyint)
+    return engine_grid(engine, rates, roi_weights, name=" ".join(label), keyframe_interval=keyint,
+                       keyframe_roi_weight=keyframe_alpha)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

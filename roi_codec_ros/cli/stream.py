@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     keyframes.add_argument("--intra", action="store_true",
                            help="every frame intra (keyframe interval 1): the intra-only stream, for comparison")
     parser.add_argument("--roi-weight", type=float, default=8.0, help="requested ROI weight (default: %(default)s)")
+    parser.add_argument("--keyframe-roi-weight", type=float, default=0.0,
+                        help="ROI weight of the keyframes: 1 = uniform \"HQ I-frames\" (Fathima et al. 5.6), "
+                             "0 = --roi-weight (default: %(default)s)")
     parser.add_argument("--roi-gain", type=float, default=1.0,
                         help="explicit latent scaling in the ROI, 1..8 (neural engine; default: %(default)s = off)")
     parser.add_argument("--flow-prediction", action="store_true",
@@ -192,7 +195,7 @@ def run_stream(args, schedule, frames, engine, detector, log=print, frame_boxes=
     roi = roi_config(args, static_boxes_rel=[tuple(b) for b in args.static_box_rel])
     settings = EncoderSettings(rate=args.rate, roi_weight=args.roi_weight, roi=roi, roi_gain=args.roi_gain,
                                flow_prediction=args.flow_prediction, keyframe_interval=args.keyframe_interval,
-                               rate_control=rc)
+                               keyframe_roi_weight=args.keyframe_roi_weight, rate_control=rc)
     try:
         settings.check(engine, detector)
         encoder = FrameEncoder(engine, detector, keyframe_interval=args.keyframe_interval, fps=args.fps, rate_control=rc)
@@ -266,7 +269,7 @@ def format_summary(summary: dict) -> str:
 def _report(args, engine, records: list[dict], summary: dict, rate_control: dict | None) -> dict:
     settings = {"fps": args.fps, "keyframe_interval": args.keyframe_interval, "intra": args.keyframe_interval == 1,
                 "rate": args.rate if rate_control is None else None, "roi_weight": args.roi_weight,
-                "roi_gain": args.roi_gain, "flow_prediction": args.flow_prediction, "target": None if rate_control is None else rate_control["schedule"],
+                "keyframe_roi_weight": args.keyframe_roi_weight or None, "roi_gain": args.roi_gain, "flow_prediction": args.flow_prediction, "target": None if rate_control is None else rate_control["schedule"],
                 "drop_every": args.drop_every or None, "detector": args.detector, "boxes_json": args.boxes_json,
                 "max_frames": args.max_frames}
     return jsonable({"input": str(args.input), "engine": engine.describe(), "settings": settings, "summary": summary,

@@ -633,11 +633,13 @@ class RoiCodec:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def stream_encoder(self, keyframe_interval: int = 10, stream_id: int | None = None):
-        """A stream of I- and P-frames (``roi_codec_ros.codec.stream``); ``encode`` stays intra-only."""
+    def stream_encoder(self, keyframe_interval: int = 10, stream_id: int | None = None,
+                       keyframe_roi_weight: float | None = None):
+        """A stream of I- and P-frames (``roi_codec_ros.codec.stream``); ``encode`` stays intra-only.
+        ``keyframe_roi_weight``: the ROI weight of I-frames (1 = uniform "HQ I-frames"; None = each frame's own)."""
         from .stream import StreamEncoder
 
-        return StreamEncoder(self, keyframe_interval, stream_id)
+        return StreamEncoder(self, keyframe_interval, stream_id, keyframe_roi_weight)
 
     def stream_decoder(self):
         """Decodes streams (and intra frames): holds the reference a P-frame needs."""

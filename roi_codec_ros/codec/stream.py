@@ -3,6 +3,7 @@
     enc = codec.stream_encoder(keyframe_interval=10)     dec = codec.stream_decoder()
     frame = enc.encode(rgb, roi_mask, features, rate=, roi_weight=)  ->  rgb = dec.decode(frame.data)
     enc.request_keyframe()                                            (raises MissingReferenceError without it)
+    enc.keyframe_roi_weight = 1.0    # "HQ I-frames" (Fathima et al. 5.6): I-frames uniform, P-frames at roi_weight
 
 A P-frame codes the integer residual ``r = round(y_t) - p_t`` to a prediction ``p_t``: the previous latents
 ``y_hat_{t-1}`` moved by block motion on y's grid (``motion.py``), under the model's P-frame entropy model where it
@@ -102,9 +103,11 @@ class _Reference:
 class StreamEncoder:
     """One stream of one camera (not thread-safe).  ``keyframe_interval`` as ``KeyframePolicy``."""
 
-    def __init__(self, codec, keyframe_interval: int = 10, stream_id: int | None = None):
+    def __init__(self, codec, keyframe_interval: int = 10, stream_id: int | None = None,
+                 keyframe_roi_weight: float | None = None):
         self.codec = codec
         self.keyframes = KeyframePolicy(keyframe_interval)
+        self.keyframe_roi_weight = keyframe_roi_weight
         self.stream_id = secrets.randbits(32) if stream_id is None else int(stream_id) & 0xFFFFFFFF
         self._seq = 0
         self._reference: _Reference | None = None
@@ -113,6 +116,23 @@ class StreamEncoder:
         # (docs/video.md); a change applies from the next frame
         self.flow_prediction = bool(codec.p_frame_warp)
         self._flow_wait = 0  # P-frames to code without trying the flow (it did not pay on the last try)
+
+    @property
+    def keyframe_roi_weight(self) -> float | None:
+        """The ROI weight of planned I-frames (None = the frame's own ``roi_weight``).  1 codes them uniformly, the
+        "HQ I-frame" of Fathima et al. (5.6): the background the P-frames inherit from their reference is then not
+        the blur of a high ROI weight.  A scene cut found while coding a P-frame stays at the frame's weight."""
+        return self._keyframe_roi_weight
+
+    @keyframe_roi_weight.setter
+    def keyframe_roi_weight(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            try:
+                self.codec.ranges.check(0.5, value)
+            except ValueError as err:
+                raise ValueError(f"keyframe_roi_weight: {err}") from None
+        self._keyframe_roi_weight = value
 
     def request_keyframe(self) -> None:
         """The next frame is an I-frame (e.g. a decoder lost its reference, or a new subscriber joined)."""
@@ -136,13 +156,14 @@ class StreamEncoder:
     def encode(self, rgb: np.ndarray, roi_mask: np.ndarray | None = None, features=None, rate: float = 0.5,
                roi_weight: float = 1.0, roi_gain: float = 1.0):
         """Code the next frame: ``EncodedFrame`` with ``keyframe`` True for an I-frame (arguments as
-        ``RoiCodec.encode``).  A frame of another size than the reference, and one whose latent residual would
-        cost more than its latents (a scene cut), is an I-frame."""
+        ``RoiCodec.encode``; an I-frame takes ``keyframe_roi_weight`` when it is set).  A frame of another size than
+        the reference, and one whose latent residual would cost more than its latents (a scene cut), is an I-frame."""
         size = tuple(np.asarray(rgb).shape[:2])
         keyframe = self.next_is_keyframe or self._reference.size != size
         seq = self._seq
         if keyframe:
             stream, reference = {"frame_type": FRAME_I, "stream_id": self.stream_id, "seq": seq}, None
+            roi_weight = roi_weight if self.keyframe_roi_weight is None else self.keyframe_roi_weight
         else:
             ref = self._reference
             stream = {"frame_type": FRAME_P, "stream_id": self.stream_id, "seq": seq, "ref_seq": ref.seq, "ref_crc": ref.crc}

@@ -71,6 +71,9 @@ class StreamEncoder(abc.ABC):
     """One stream of frames (one camera) of one engine; not thread-safe (one worker calls it)."""
 
     format: str = ""
+    # the ROI weight of planned keyframes (None = each frame's roi_weight); 1 = uniform "HQ I-frames" (Fathima et
+    # al. 5.6), so the inter frames do not inherit the background blur of a high ROI weight.  Checked by encode.
+    keyframe_roi_weight: float | None = None
 
     def __init__(self, keyframe_interval: int = 0):
         self.keyframes = KeyframePolicy(keyframe_interval)

@@ -234,12 +234,14 @@ class ClassicalStreamEncoder(StreamEncoder):
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {getattr(rgb, 'dtype', type(rgb))} "
                              f"{getattr(rgb, 'shape', '')}")
-        self.engine.check(rate, roi_weight)
         height, width = rgb.shape[:2]
-        crf = crf_for_rate(rate)
         if self._size != (height, width):
             self.keyframes.restart()
         keyframe = self.keyframes.next_is_keyframe
+        if keyframe and self.keyframe_roi_weight is not None:
+            roi_weight = self.keyframe_roi_weight  # a scene-cut keyframe x264 adds keeps the frame's weight
+        self.engine.check(rate, roi_weight)
+        crf = crf_for_rate(rate)
         if (self._encoder is None or self._size != (height, width)
                 or (keyframe and (self._target_kbps != self._open_target or self.keyframe_interval != self._open_interval
                                   or (not self._target_kbps and crf != self._open_crf)))):

@@ -94,6 +94,9 @@ class NeuralStreamEncoder(StreamEncoder):
     flow_prediction = property(lambda self: self.stream.flow_prediction,
                                lambda self, value: setattr(self.stream, "flow_prediction", bool(value)),
                                doc="P-frames also predicted from the warped reference picture (StreamEncoder)")
+    keyframe_roi_weight = property(lambda self: self.stream.keyframe_roi_weight,
+                                   lambda self, value: setattr(self.stream, "keyframe_roi_weight", value),
+                                   doc="ROI weight of planned I-frames, None = the frame's (codec StreamEncoder)")
 
     @property
     def next_is_keyframe(self) -> bool:
@@ -103,6 +106,8 @@ class NeuralStreamEncoder(StreamEncoder):
         # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
         start = time.perf_counter()
         if self.keyframes.interval == 1:  # every frame a keyframe: plain intra frames (version 1/2, no stream block)
+            if self.keyframe_roi_weight is not None:
+                roi_weight = self.keyframe_roi_weight
             frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
                                       roi_gain=self.roi_gain)
             self.keyframes.coded(True)

@@ -41,10 +41,14 @@ class EngineCodec(Codec):
     """One (rate, roi_weight) setting of an engine: one stream, keyframes every ``keyframe_interval`` frames."""
 
     def __init__(self, engine, rate: float, roi_weight: float = 1.0, name: str | None = None,
-                 keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0):
+                 keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0,
+                 keyframe_roi_weight: float | None = None):
         engine.check(rate, roi_weight)  # ValueError with the engine's own range
+        if keyframe_roi_weight is not None:
+            engine.check(rate, keyframe_roi_weight)
         self.engine, self.rate, self.roi_weight = engine, float(rate), float(roi_weight)
         self.keyframe_interval, self.fps = int(keyframe_interval), float(fps)
+        self.keyframe_roi_weight = None if keyframe_roi_weight is None else float(keyframe_roi_weight)
         self.name = name or engine.name
         self.family = f"{self.name} α={self.roi_weight:g}"
         self.setting = f"rate={self.rate:g}"
@@ -64,6 +68,7 @@ class EngineCodec(Codec):
         image = check_image(image)
         if self._encoder is None:
             self._encoder = self.engine.stream_encoder(keyframe_interval=self.keyframe_interval, fps=self.fps)
+            self._encoder.keyframe_roi_weight = self.keyframe_roi_weight
         mask, box_array = None, None
         if boxes is not None and len(boxes):
             box_array = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -83,7 +88,7 @@ class EngineCodec(Codec):
 
     def params(self) -> dict:
         return {"rate": self.rate, "roi_weight": self.roi_weight, "keyframe_interval": self.keyframe_interval,
-                **self.engine.describe()}
+                "keyframe_roi_weight": self.keyframe_roi_weight, **self.engine.describe()}
 
 
 class OursCodec(EngineCodec):
@@ -122,7 +127,9 @@ def ours_grid(codec, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name:
 
 
 def engine_grid(engine, rates=DEFAULT_RATES, roi_weights=DEFAULT_ROI_WEIGHTS, name: str | None = None,
-                keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0) -> list[EngineCodec]:
-    """An engine's settings over rates x roi_weights (one stream, and one RD curve per roi_weight)."""
-    return [EngineCodec(engine, r, a, name=name, keyframe_interval=keyframe_interval, fps=fps)
-            for a in roi_weights for r in rates]
+                keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, fps: float = 10.0,
+                keyframe_roi_weight: float | None = None) -> list[EngineCodec]:
+    """An engine's settings over rates x roi_weights (one stream, and one RD curve per roi_weight); keyframes at
+    ``keyframe_roi_weight`` where given (else at each setting's roi_weight)."""
+    return [EngineCodec(engine, r, a, name=name, keyframe_interval=keyframe_interval, fps=fps,
+                        keyframe_roi_weight=keyframe_roi_weight) for a in roi_weights for r in rates]

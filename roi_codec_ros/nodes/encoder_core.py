@@ -102,6 +102,7 @@ class EncoderSettings:
     publish_detections: bool = False
     statistics_window_s: float = 2.0
     keyframe_interval: int = 10  # frames; 0 = keyframes only at the start and on request
+    keyframe_roi_weight: float = 0.0  # ROI weight of keyframes (1 = uniform "HQ I-frames"); 0 = roi_weight
     keyframe_request_min_interval_s: float = 0.25  # at most one requested keyframe per this many seconds
     rate_control: RateControlSettings = field(default_factory=RateControlSettings)
     roi_gain: float = 1.0  # explicit latent scaling in the ROI (neural engine; 1 = off)
@@ -118,6 +119,11 @@ class EncoderSettings:
             raise ValueError(f"p_frames.flow_prediction needs the neural engine (the {as_engine(engine).name} engine "
                              "has its own motion search); use false")
         check_keyframe_interval(self.keyframe_interval)
+        if self.keyframe_roi_weight != 0.0:
+            try:
+                as_engine(engine).check(float(self.rate), float(self.keyframe_roi_weight))
+            except ValueError as err:
+                raise ValueError(f"keyframe_roi_weight (0 = roi_weight): {err}") from None
         if not self.keyframe_request_min_interval_s >= 0.0:
             raise ValueError(f"keyframe_request_min_interval_s must be >= 0, got {self.keyframe_request_min_interval_s}")
         if not self.max_rate >= 0.0:
@@ -326,7 +332,10 @@ class FrameEncoder:
         coverage = float(np.clip(mask.mean(), 0.0, 1.0)) if mask is not None else 0.0
         rc = self.rate_controller
         frame_type = "I" if self.stream.next_is_keyframe else "P"
-        decision = rc.plan(h * w, coverage, frame_type, now_s, roi_weight=settings.roi_weight, manual_rate=settings.rate)
+        # a planned keyframe asks the controller for keyframe_roi_weight, so it sizes the frame at that weight and may
+        # still move it as a last resort (the stream's own keyframe_roi_weight stays None: it would override that)
+        roi_weight = settings.keyframe_roi_weight if frame_type == "I" and settings.keyframe_roi_weight else settings.roi_weight
+        decision = rc.plan(h * w, coverage, frame_type, now_s, roi_weight=roi_weight, manual_rate=settings.rate)
         if decision.skip:
             rc.update(decision, 0)
             self.rate_control_state = self._state()

@@ -123,6 +123,10 @@ PARAMETERS = (
     # -- keyframes (live) --
     Param("keyframe_interval", 10, "a keyframe every this many frames (0 = only the first and requested ones); "
           "1 = every frame a keyframe (intra only; the neural engine then writes plain intra frames)", range=(0, 100000)),
+    Param("keyframe_roi_weight", 0.0, "ROI weight of the scheduled and requested keyframes: 1 = uniform \"HQ "
+          "I-frames\" (Fathima et al. 5.6: the inter frames then inherit a sharp background instead of the blur of a "
+          "high roi_weight); 0 = the keyframes take roi_weight like every other frame (checked against the engine's "
+          "range)", range=(0.0, 60.0)),
     Param("keyframe_request_min_interval_s", 0.25, f"at most one keyframe requested by decoders (<output>/"
           f"{KEYFRAME_REQUEST_TOPIC}) per this many seconds; later requests wait, none is lost", range=(0.0, 60.0)),
     # -- detector (read-only: weights define the model) --
@@ -181,6 +185,7 @@ def settings_from_parameters(values: dict) -> EncoderSettings:
         publish_detections=values["publish_detections"],
         statistics_window_s=values["statistics_window_s"],
         keyframe_interval=values["keyframe_interval"],
+        keyframe_roi_weight=values["keyframe_roi_weight"],
         keyframe_request_min_interval_s=values["keyframe_request_min_interval_s"],
         rate_control=RateControlSettings(
             target_kbps=values["target_kbps"],
