@@ -555,7 +555,8 @@ class RoiCodec:
             motion_field = flow_field = None
             if reference is not None:  # integer residual: y_hat = prediction + it = round(y), the intra frame's latents
                 # on the CPU, where the reference and the entropy side live (the motion search is small on y's grid)
-                latents = torch.round(y.float()).cpu()
+                y_cpu = y.float().cpu()
+                latents = torch.round(y_cpu)
                 reference = reference.cpu()
                 if self.p_frame_motion:
                     warped = None
@@ -568,7 +569,7 @@ class RoiCodec:
                         # the search weighs the residual round(y - warped) such a block codes, as the integer
                         # candidate it equals: latents - it
                         motion_field, plain, saved = motion.search_with_warp(
-                            latents, reference, latents - torch.round(y.float().cpu() - warped))
+                            latents, reference, latents - torch.round(y_cpu - warped))
                         if motion_field.warped:
                             flow_field = warp.to_field(cells, self.warp_grid, latent_crc(warped))
                             if not self._flow_pays(saved, flow_field):
@@ -580,7 +581,7 @@ class RoiCodec:
                 fractional = reference != torch.round(reference)
                 residual = latents - reference
                 if bool(fractional.any()):
-                    residual = torch.where(fractional, torch.round(y.float().cpu() - reference), residual)
+                    residual = torch.where(fractional, torch.round(y_cpu - reference), residual)
                 # a scene cut, or motion the residual does not capture: it would cost more than the latents
                 cost = float(torch.log2(1 + residual.abs()).sum()) / max(float(torch.log2(1 + latents.abs()).sum()), 1e-9)
                 if cost < self.p_frame_max_cost:

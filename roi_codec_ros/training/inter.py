@@ -142,7 +142,6 @@ def calibrate_max_cost(rows: Sequence[dict]) -> float:
     """The ``p_frame_max_cost`` that saves the most bytes on ``rows`` (``frame_bytes``): frames whose proxy is below
     it are coded as P-frames, the others as I-frames; halfway between two neighbouring proxies, at most
     ``MAX_P_FRAME_COST`` (a frame whose residual costs its latents' is an I-frame, whatever it saves)."""
-
     ordered = sorted(rows, key=lambda r: r["proxy"])
     best, best_saving, saving = 0.0, 0.0, 0.0
     for k, row in enumerate(ordered):
