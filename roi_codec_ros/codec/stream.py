@@ -120,8 +120,9 @@ class StreamEncoder:
     @property
     def keyframe_roi_weight(self) -> float | None:
         """The ROI weight of planned I-frames (None = the frame's own ``roi_weight``).  1 codes them uniformly, the
-        "HQ I-frame" of Fathima et al. (5.6): the background the P-frames inherit from their reference is then not
-        the blur of a high ROI weight.  A scene cut found while coding a P-frame stays at the frame's weight."""
+        "HQ I-frame" of Fathima et al. (5.6), made for codecs whose P-frames inherit their reference's background.
+        Ours do not (a P-frame decodes to its own intra picture), so here it only costs bits (docs/video.md).  A
+        scene cut found while coding a P-frame stays at the frame's weight."""
         return self._keyframe_roi_weight
 
     @keyframe_roi_weight.setter
