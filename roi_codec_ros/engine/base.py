@@ -82,6 +82,10 @@ class StreamEncoder(abc.ABC):
     def keyframe_interval(self) -> int:
         return self.keyframes.interval
 
+    def _roi_weight_for(self, keyframe: bool, roi_weight: float) -> float:
+        """The weight a frame is coded at: ``keyframe_roi_weight`` for a planned keyframe when it is set."""
+        return self.keyframe_roi_weight if keyframe and self.keyframe_roi_weight is not None else roi_weight
+
     def set_keyframe_interval(self, frames: int) -> None:
         """Applies from the next frame (counted from the last keyframe)."""
         self.keyframes.set_interval(frames)

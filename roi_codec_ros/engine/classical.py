@@ -235,12 +235,12 @@ class ClassicalStreamEncoder(StreamEncoder):
             raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {getattr(rgb, 'dtype', type(rgb))} "
                              f"{getattr(rgb, 'shape', '')}")
         height, width = rgb.shape[:2]
+        keyframe = self._size != (height, width) or self.keyframes.next_is_keyframe
+        # a scene-cut keyframe x264 adds keeps the frame's weight
+        roi_weight = self._roi_weight_for(keyframe, roi_weight)
+        self.engine.check(rate, roi_weight)  # before any state changes: a refused frame loses nothing
         if self._size != (height, width):
             self.keyframes.restart()
-        keyframe = self.keyframes.next_is_keyframe
-        if keyframe and self.keyframe_roi_weight is not None:
-            roi_weight = self.keyframe_roi_weight  # a scene-cut keyframe x264 adds keeps the frame's weight
-        self.engine.check(rate, roi_weight)
         crf = crf_for_rate(rate)
         if (self._encoder is None or self._size != (height, width)
                 or (keyframe and (self._target_kbps != self._open_target or self.keyframe_interval != self._open_interval

@@ -106,9 +106,8 @@ class NeuralStreamEncoder(StreamEncoder):
         # boxes are not needed: the mask they made (with soft edges) is what the model is conditioned on
         start = time.perf_counter()
         if self.keyframes.interval == 1:  # every frame a keyframe: plain intra frames (version 1/2, no stream block)
-            if self.keyframe_roi_weight is not None:
-                roi_weight = self.keyframe_roi_weight
-            frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate, roi_weight=roi_weight,
+            frame = self.codec.encode(rgb, roi_mask=roi_mask, features=features, rate=rate,
+                                      roi_weight=self._roi_weight_for(True, roi_weight),
                                       roi_gain=self.roi_gain)
             self.keyframes.coded(True)
             self.stream.reset()

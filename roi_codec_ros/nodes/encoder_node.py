@@ -124,9 +124,9 @@ PARAMETERS = (
     Param("keyframe_interval", 10, "a keyframe every this many frames (0 = only the first and requested ones); "
           "1 = every frame a keyframe (intra only; the neural engine then writes plain intra frames)", range=(0, 100000)),
     Param("keyframe_roi_weight", 0.0, "ROI weight of the scheduled and requested keyframes: 1 = uniform \"HQ "
-          "I-frames\" (Fathima et al. 5.6: the inter frames then inherit a sharp background instead of the blur of a "
-          "high roi_weight); 0 = the keyframes take roi_weight like every other frame (checked against the engine's "
-          "range)", range=(0.0, 60.0)),
+          "I-frames\" (Fathima et al. 5.6: x264's P-frames then inherit a sharper background, at more ROI bits; the "
+          "neural engine's P-frames inherit nothing and only lose, docs/video.md); 0 = the keyframes take roi_weight "
+          "like every other frame (checked against the engine's range)", range=(0.0, 60.0)),
     Param("keyframe_request_min_interval_s", 0.25, f"at most one keyframe requested by decoders (<output>/"
           f"{KEYFRAME_REQUEST_TOPIC}) per this many seconds; later requests wait, none is lost", range=(0.0, 60.0)),
     # -- detector (read-only: weights define the model) --
