@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 import random
@@ -182,6 +183,28 @@ def test_non_finite_steps_are_skipped_and_weights_stay_finite(tmp_path, monkeypa
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
     assert [int(r["skipped_steps"]) for r in rows] == [0, 1, 2, 2]
+    # each skipped step leaves a record of what was non-finite: here the loss, not the forward pass
+    records = [json.loads(line) for line in (tmp_path / "run" / "nonfinite.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert r["loss_parts"]["loss"]["finite"] is False and r["loss_parts"]["bpp"]["finite"] is True
+        assert r["x_hat"]["finite"] is True and all(v["finite"] for v in r["likelihoods"].values())
+        assert r["nonfinite_grads"] > 0 and r["first_nonfinite_grads"]
+
+
+def test_skipped_step_count_survives_a_resume(tmp_path, monkeypatch):
+    _write_images(tmp_path / "images", 4)
+    from roi_codec_ros.training.trainer import train
+
+    _poison_losses(monkeypatch, {1})
+    data = _tiny_config(tmp_path, steps=4, stop_after=2, log_every=1)
+    train(TrainConfig.from_dict(data))  # session 1: steps 1-2, the second one skipped
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["skipped_total"] == 1
+    monkeypatch.undo()  # a clean second session
+    data["stop_after"] = None
+    train(TrainConfig.from_dict(data))  # session 2 resumes: the count goes on from 1, not from 0
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert [int(r["skipped_steps"]) for r in rows] == [0, 1, 1, 1]
 
 
 def test_a_run_that_keeps_diverging_stops_without_saving_nan(tmp_path, monkeypatch):

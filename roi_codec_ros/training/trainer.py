@@ -319,6 +319,7 @@ class Run:
             self.step = state["step"]
             self.wall_s = state.get("wall_s", 0.0)
             self.best_score = state.get("best_score", math.inf)
+            self.skipped_total = state.get("skipped_total", 0)  # older state: not kept, counts from here
             self.rng.setstate(state["python_rng"])
             torch.set_rng_state(state["torch_rng"])
             if self.is_main:
@@ -344,6 +345,7 @@ class Run:
             "step": self.step,
             "wall_s": self.wall_s,
             "best_score": self.best_score,
+            "skipped_total": self.skipped_total,
             "python_rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
             "config": self.cfg.to_dict(),
@@ -372,6 +374,7 @@ class Run:
         if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
             self.skipped_in_a_row += 1
             self.skipped_total += 1
+            self.record_nonfinite(batch, out, parts, main_params)
             if self.skipped_in_a_row > cfg.max_nonfinite_steps:
                 raise FloatingPointError(
                     f"step {self.step}: {self.skipped_in_a_row} consecutive steps with non-finite gradients; "
@@ -392,6 +395,36 @@ class Run:
             self.ema.update_parameters(self.model)
         self.step += 1
         return parts, aux_loss
+
+    def record_nonfinite(self, batch: dict, out: dict, parts: dict, params: list) -> None:
+        """Append what was non-finite in a skipped step to nonfinite.jsonl, so a diverging run can be diagnosed
+        after the fact (the fourth machine's run stopped with all gradients non-finite and nothing else known)."""
+        if not self.is_main:
+            return
+
+        def summary(t: torch.Tensor) -> dict:
+            t = t.detach().float()
+            finite = torch.isfinite(t)
+            vals = t[finite]
+            return {
+                "finite": bool(finite.all()),
+                "min": vals.min().item() if vals.numel() else None,
+                "max": vals.max().item() if vals.numel() else None,
+            }
+
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        bad = [names.get(id(p), "?") for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+        record = {
+            "step": self.step,
+            "loss_parts": {k: summary(v) for k, v in parts.items()},
+            "x_hat": summary(out["x_hat"]),
+            "likelihoods": {k: summary(v) for k, v in out["likelihoods"].items()},
+            "batch": {k: summary(batch[k]) for k in ("rate", "u_alpha", "roi_gain", "mask") if batch.get(k) is not None},
+            "nonfinite_grads": len(bad),
+            "first_nonfinite_grads": bad[:8],
+        }
+        with (self.out_dir / "nonfinite.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def validate_and_export(self, val_set: list[Sample], writer) -> list[dict]:
         """Validation RD points; a better score than any before writes the candidate model file."""
