@@ -111,6 +111,24 @@ def test_warm_start_copies_and_widens():
     assert torch.equal(w_new[:, : w_old.shape[1]], w_old) and torch.count_nonzero(w_new[:, w_old.shape[1] :]) == 0
 
 
+def test_warm_start_and_resume_keep_the_likelihood_floor(tmp_path):
+    """An fp16 model file and a checkpoint written from a warm start off one both hold the floor as 0; the
+    training model keeps CompressAI's 1e-9 either way."""
+    from roi_codec_ros.codec import export_model
+    from roi_codec_ros.codec.model import LIKELIHOOD_BOUND
+
+    source = export_model(build_model(ModelConfig(N=16, M=24)), tmp_path / "fp16.pt")
+    model = build_model(ModelConfig(N=16, M=24))
+    copied = warm_start(model, str(source))
+    assert copied and not any(name.endswith("likelihood_lower_bound.bound") for name in copied)
+    state = model.state_dict()
+    names = [k for k in state if k.endswith("likelihood_lower_bound.bound")]
+    assert len(names) == 3 and all(float(state[k]) == pytest.approx(LIKELIHOOD_BOUND) for k in names)
+    zeroed = {k: (torch.zeros_like(v) if k in names else v) for k, v in state.items()}  # an old run's last.pt
+    model.load_state_dict(zeroed)
+    assert all(float(model.state_dict()[k]) == pytest.approx(LIKELIHOOD_BOUND) for k in names)
+
+
 def test_train_cli_end_to_end_resume_and_export(tmp_path):
     _write_images(tmp_path / "images", 6)
     cfg_path = tmp_path / "exp.yaml"

@@ -43,6 +43,7 @@ from .latent_codec import ObjectPriorLatentCodec
 
 ARCHITECTURE = "roi-hyperprior-v1"
 INTER_CONTEXT_CHANNELS = 32  # the P-frame entropy model's view of the reference latents
+LIKELIHOOD_BOUND = 1e-9  # CompressAI's default likelihood floor, which every entropy model here is built with
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,23 @@ class RoiHyperprior(CompressionModel):
                                                       context_channels=INTER_CONTEXT_CHANNELS)
 
     # -- pieces shared by training (forward) and coding (codec API) -------------------------------------
+    def load_state_dict(self, state_dict, *args, **kwargs):
+        result = super().load_state_dict(state_dict, *args, **kwargs)
+        self.reset_likelihood_bounds()
+        return result
+
+    def reset_likelihood_bounds(self) -> None:
+        """Every entropy model's likelihood floor back to ``LIKELIHOOD_BOUND``.
+
+        The floor is a constant of the constructors, but CompressAI keeps it in a buffer, so state dicts carry it,
+        and fp16 storage (every model file up to 2026-12-02) flushes 1e-9 to 0.  A model loaded or warm-started
+        from such a file trained with no floor: a likelihood of exactly 0 made the rate -log2(0) = inf and every
+        gradient NaN, which is what stopped the long run at step 4,646.  The floor enters only the likelihood
+        rate (training, estimates), never the coded bytes."""
+        for name, module in self.named_modules():
+            if name.endswith("likelihood_lower_bound"):
+                module.bound.fill_(LIKELIHOOD_BOUND)
+
     def rate_embedding(self, rate: Tensor) -> Tensor:
         return soft_one_hot(rate.float(), self.config.rate_bins)
 

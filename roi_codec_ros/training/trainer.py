@@ -99,7 +99,8 @@ def warm_start(model: RoiHyperprior, path: str) -> list[str]:
     copied = []
     with torch.no_grad():
         for name, value in source.items():
-            if name not in own or not value.is_floating_point():
+            # the likelihood floor is a constant of the model, not a weight: an fp16 file holds it as 0
+            if name not in own or not value.is_floating_point() or name.endswith("likelihood_lower_bound.bound"):
                 continue
             target = own[name]
             if target.shape == value.shape:
