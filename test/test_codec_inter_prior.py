@@ -66,6 +66,8 @@ def test_frame_latents_are_what_an_intra_frame_codes(random_codec):
     y, f = random_codec.frame_latents(image, rate=0.5)
     _, y_hat = random_codec._encode(image, None, None, 0.5, 1.0)
     assert torch.equal(y, y_hat) and y.shape[1] == random_codec.config.M and f.shape[-2:] == y.shape[-2:]
+    continuous, _ = random_codec.frame_latents(image, rate=0.5, rounded=False)
+    assert torch.equal(torch.round(continuous), y) and not torch.equal(continuous, y)  # y before quantisation
 
 
 def test_residual_batches_are_aligned_crops_of_consecutive_latents(trained):

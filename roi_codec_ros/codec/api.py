@@ -507,15 +507,18 @@ class RoiCodec:
 
     @torch.inference_mode()
     def frame_latents(self, image: np.ndarray, rate: float = 0.5, roi_mask: np.ndarray | None = None,
-                      roi_weight: float = 1.0, features: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+                      roi_weight: float = 1.0, features: Sequence[Tensor] | None = None,
+                      rounded: bool = True) -> tuple[Tensor, Tensor]:
         """(round(y), f) of one frame as the encoder computes them: the integer latents an intra frame codes (and
         every decoder of it gets) and the object prior's detector features on y's grid.  Training data for the
-        P-frames' entropy model (``roi_codec_ros.training.inter``)."""
+        P-frames' entropy model (``roi_codec_ros.training.inter``).  ``rounded=False``: y itself, unquantised (what
+        no stream carries: for measuring what quantisation costs, ``benchmarks/roi_ceiling.py``)."""
         image, _, _, (x, mask_alpha, feats, embedding) = self._inputs(image, roi_mask, features, rate, roi_weight)
         h, w = image.shape[:2]
         y, _, _, _, f, _, _ = self._torch_analysis(x, mask_alpha, feats, embedding, features, h, w,
                                                 padded_size(h, w, RoiHyperprior.PAD_MULTIPLE))
-        return torch.round(y.float()).cpu(), f.float().cpu()
+        y = y.float().cpu()
+        return (torch.round(y) if rounded else y), f.float().cpu()
 
     def _entropy_coder(self, reference: Tensor | None):
         """(the float64 CPU entropy model of a frame, its context): a P-frame's residual (``reference`` given) has its
