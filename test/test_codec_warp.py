@@ -118,10 +118,14 @@ def test_a_flow_field_is_sent_only_where_its_bytes_pay():
     assert not with_warp.warped and saved == 0.0 and not RoiCodec._flow_pays(saved, flow)
 
 
-@pytest.fixture
-def warping_codec(random_codec, monkeypatch):
+@pytest.fixture(params=["fp32", "bf16"])
+def warping_codec(random_codec, monkeypatch, request):
     """The random test model with flow predictions, every block taking the warped picture whenever it is offered
-    (an untrained model's latents rarely prefer it, and these tests are about the frames' form)."""
+    (an untrained model's latents rarely prefer it, and these tests are about the frames' form).  With the encoder's
+    analysis in fp32 and in bf16 (the default on CPUs with native bf16; emulated elsewhere): the warped picture's
+    latents must be the decoder's float32 ones either way (a bf16 encoder once computed them in bf16)."""
+    monkeypatch.setattr(random_codec, "analysis_precision", request.param)
+    monkeypatch.setattr(random_codec, "analysis_dtype", {"fp32": None, "bf16": torch.bfloat16}[request.param])
     search_with_warp = motion.search_with_warp
 
     def always_warp(latents, reference, warped, *args, **kwargs):  # ... and the flow pays whatever it saves

@@ -608,11 +608,15 @@ class RoiCodec:
         has neither), at the frame's rate; (1, M, h, w) float32 on the CPU."""
         h, w = picture.shape[:2]
         padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
-        u_alpha = torch.tensor([self.ranges.u_alpha(1.0)], device=self.device)
-        x, mask_alpha = self._input_tensors(picture, None, u_alpha, padded)
-        embedding = self.model.rate_embedding(torch.tensor([code_to_rate(rate_code)], device=self.device))
-        fused = self._zero_feature_maps(h, w, padded, torch.float32)[0]
-        y = self.model.analysis(x, mask_alpha, self._features(None, h, w), embedding, (h, w), fused=fused, for_coding=True)
+        # the encoder calls this inside its analysis autocast (bf16 on CPUs that have it); the decoder does not:
+        # without this both ends would compute different latents (and cache bf16 maps under the float32 key)
+        with self._autocast(None):
+            u_alpha = torch.tensor([self.ranges.u_alpha(1.0)], device=self.device)
+            x, mask_alpha = self._input_tensors(picture, None, u_alpha, padded)
+            embedding = self.model.rate_embedding(torch.tensor([code_to_rate(rate_code)], device=self.device))
+            fused = self._zero_feature_maps(h, w, padded, torch.float32)[0]
+            y = self.model.analysis(x, mask_alpha, self._features(None, h, w), embedding, (h, w), fused=fused,
+                                    for_coding=True)
         return (torch.round(y.float() * LATENT_STEPS) / LATENT_STEPS).cpu()
 
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int],
