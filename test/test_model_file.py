@@ -22,7 +22,7 @@ from roi_codec_ros.codec import (
     load_model_file,
 )
 from roi_codec_ros.codec.checkpoint import content_sha256
-from roi_codec_ros.codec.model import LIKELIHOOD_BOUND
+from roi_codec_ros.codec.model import LIKELIHOOD_BOUND, reset_likelihood_bounds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,20 +54,25 @@ def _likelihood_bounds(model) -> dict[str, float]:
     return {k: float(v) for k, v in model.state_dict().items() if k.endswith("likelihood_lower_bound.bound")}
 
 
-def test_the_likelihood_floor_survives_fp16_storage(model_file):
-    """fp16 flushes CompressAI's 1e-9 likelihood floor to 0 in the file; a loaded model gets its floor back (a
+def test_fp16_storage_flushes_the_likelihood_floor_which_training_restores(model_file):
+    """fp16 flushes CompressAI's 1e-9 likelihood floor to 0 in the file.  Loading for inference keeps the stored 0
+    (the model id hashes every buffer); ``reset_likelihood_bounds``, which the training paths call, restores it (a
     zero floor let a likelihood of 0 make the training rate infinite: the long run's divergence)."""
     stored = torch.load(model_file, weights_only=True)["state_dict"]
     assert [float(v) for k, v in stored.items() if k.endswith("likelihood_lower_bound.bound")] == [0.0] * 3
     model, _ = load_model_file(model_file)
+    codec_id = RoiCodec(model).model_id
+    assert set(_likelihood_bounds(model).values()) == {0.0}
+    bottleneck = model.latent_codec.object.entropy_bottleneck.train()
+    outlier = torch.full((1, bottleneck.channels, 1, 1), 1e4)  # far in the tail of the side bottleneck
+    with torch.no_grad():
+        assert float(bottleneck(outlier)[1].min()) == 0.0  # what training saw: log2(0) = -inf
+        reset_likelihood_bounds(model)
+        likelihood = bottleneck(outlier)[1]
     bounds = _likelihood_bounds(model)
     assert len(bounds) == 3 and all(v == pytest.approx(LIKELIHOOD_BOUND) for v in bounds.values()), bounds
-    # an outlier latent far in the tail of the side bottleneck: its likelihood is the floor, not 0
-    bottleneck = model.latent_codec.object.entropy_bottleneck.train()
-    with torch.no_grad():
-        _, likelihood = bottleneck(torch.full((1, bottleneck.channels, 1, 1), 1e4))
-    assert float(likelihood.min()) == pytest.approx(LIKELIHOOD_BOUND)
-    assert torch.isfinite(torch.log(likelihood)).all()
+    assert float(likelihood.min()) == pytest.approx(LIKELIHOOD_BOUND) and torch.isfinite(torch.log(likelihood)).all()
+    assert RoiCodec.load(model_file).model_id == codec_id  # loading again: the file's id, unchanged
 
 
 def test_a_flipped_byte_in_the_weights_is_refused_not_a_new_model_id(model_file):

@@ -112,21 +112,36 @@ def test_warm_start_copies_and_widens():
 
 
 def test_warm_start_and_resume_keep_the_likelihood_floor(tmp_path):
-    """An fp16 model file and a checkpoint written from a warm start off one both hold the floor as 0; the
-    training model keeps CompressAI's 1e-9 either way."""
+    """An fp16 model file, and the checkpoints of a run warm-started from one before the fix, hold the floor as 0;
+    the training model keeps CompressAI's 1e-9 either way."""
     from roi_codec_ros.codec import export_model
     from roi_codec_ros.codec.model import LIKELIHOOD_BOUND
+    from roi_codec_ros.training.trainer import train
 
     source = export_model(build_model(ModelConfig(N=16, M=24)), tmp_path / "fp16.pt")
     model = build_model(ModelConfig(N=16, M=24))
     copied = warm_start(model, str(source))
     assert copied and not any(name.endswith("likelihood_lower_bound.bound") for name in copied)
-    state = model.state_dict()
-    names = [k for k in state if k.endswith("likelihood_lower_bound.bound")]
-    assert len(names) == 3 and all(float(state[k]) == pytest.approx(LIKELIHOOD_BOUND) for k in names)
-    zeroed = {k: (torch.zeros_like(v) if k in names else v) for k, v in state.items()}  # an old run's last.pt
-    model.load_state_dict(zeroed)
-    assert all(float(model.state_dict()[k]) == pytest.approx(LIKELIHOOD_BOUND) for k in names)
+    floors = {k: float(v) for k, v in model.state_dict().items() if k.endswith("likelihood_lower_bound.bound")}
+    assert len(floors) == 3 and all(v == pytest.approx(LIKELIHOOD_BOUND) for v in floors.values())
+
+    _write_images(tmp_path / "images", 4)
+    data = _tiny_config(tmp_path, steps=3, stop_after=1)
+    train(TrainConfig.from_dict(data))
+    checkpoint = tmp_path / "run" / "last.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    for key in ("model", "ema"):
+        if state.get(key) is not None:
+            state[key] = {k: (v * 0 if k.endswith("likelihood_lower_bound.bound") else v) for k, v in state[key].items()}
+    torch.save(state, checkpoint)  # as an old run saved it
+    data["stop_after"] = None
+    train(TrainConfig.from_dict(data))  # resumes and trains on
+    resumed = torch.load(checkpoint, weights_only=False)
+    assert resumed["step"] == 3
+    for key in ("model", "ema"):
+        for k, v in (resumed.get(key) or {}).items():
+            if k.endswith("likelihood_lower_bound.bound"):
+                assert float(v) == pytest.approx(LIKELIHOOD_BOUND), (key, k)
 
 
 def test_train_cli_end_to_end_resume_and_export(tmp_path):

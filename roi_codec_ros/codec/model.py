@@ -113,23 +113,6 @@ class RoiHyperprior(CompressionModel):
                                                       context_channels=INTER_CONTEXT_CHANNELS)
 
     # -- pieces shared by training (forward) and coding (codec API) -------------------------------------
-    def load_state_dict(self, state_dict, *args, **kwargs):
-        result = super().load_state_dict(state_dict, *args, **kwargs)
-        self.reset_likelihood_bounds()
-        return result
-
-    def reset_likelihood_bounds(self) -> None:
-        """Every entropy model's likelihood floor back to ``LIKELIHOOD_BOUND``.
-
-        The floor is a constant of the constructors, but CompressAI keeps it in a buffer, so state dicts carry it,
-        and fp16 storage (every model file up to 2026-12-02) flushes 1e-9 to 0.  A model loaded or warm-started
-        from such a file trained with no floor: a likelihood of exactly 0 made the rate -log2(0) = inf and every
-        gradient NaN, which is what stopped the long run at step 4,646.  The floor enters only the likelihood
-        rate (training, estimates), never the coded bytes."""
-        for name, module in self.named_modules():
-            if name.endswith("likelihood_lower_bound"):
-                module.bound.fill_(LIKELIHOOD_BOUND)
-
     def rate_embedding(self, rate: Tensor) -> Tensor:
         return soft_one_hot(rate.float(), self.config.rate_bins)
 
@@ -242,6 +225,20 @@ class RoiHyperprior(CompressionModel):
             out = self.latent_codec(y.float(), f.float(), gain)
         x_hat = self.synthesis(out["y_hat"], embedding)
         return {"x_hat": x_hat, "likelihoods": out["likelihoods"]}
+
+
+def reset_likelihood_bounds(module: nn.Module) -> None:
+    """Every entropy model's likelihood floor in ``module`` back to ``LIKELIHOOD_BOUND``: the training paths call it
+    (resume, P-frame entropy model; ``warm_start`` does not copy the floor).
+
+    The floor is a constant of the constructors, but CompressAI keeps it in a buffer, so state dicts carry it, and
+    fp16 storage (every model file) flushes 1e-9 to 0.  A model warm-started from such a file trained with no floor:
+    a likelihood of exactly 0 made the rate -log2(0) = inf and every gradient NaN, which is what stopped the long
+    run at step 4,646.  Loading for inference leaves the stored value: the floor never enters the coded bytes, but
+    the model id hashes every buffer, and the ids of the shipped files must stay what they are."""
+    for name, child in module.named_modules():
+        if name.endswith("likelihood_lower_bound"):
+            child.bound.fill_(LIKELIHOOD_BOUND)
 
 
 def build_model(config: ModelConfig | dict | None = None) -> RoiHyperprior:

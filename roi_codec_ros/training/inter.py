@@ -32,7 +32,7 @@ from compressai.entropy_models import EntropyBottleneck
 
 from roi_codec_ros.codec import motion
 from roi_codec_ros.codec.api import MAX_P_FRAME_COST
-from roi_codec_ros.codec.model import RoiHyperprior, build_model
+from roi_codec_ros.codec.model import RoiHyperprior, build_model, reset_likelihood_bounds
 
 
 COMBINER_WEIGHT = "y.entropy_parameters.mix.weight"
@@ -162,6 +162,7 @@ def train_inter_codec(model: RoiHyperprior, train: Sequence[LatentClip], steps: 
     rng = random.Random(seed)
     torch.manual_seed(seed)
     inter = model.inter_codec.train()
+    reset_likelihood_bounds(inter)  # a model file holds the floor as 0 (fp16)
     main = [p for n, p in inter.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in inter.named_parameters() if n.endswith(".quantiles")]
     optimizer, aux_optimizer = torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=aux_lr)

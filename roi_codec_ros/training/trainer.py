@@ -28,7 +28,7 @@ from compressai.optimizers import net_aux_optimizer
 
 from roi_codec_ros.codec.checkpoint import export_model
 from roi_codec_ros.codec.losses import rd_loss
-from roi_codec_ros.codec.model import RoiHyperprior, build_model
+from roi_codec_ros.codec.model import RoiHyperprior, build_model, reset_likelihood_bounds
 from roi_codec_ros.devices import resolve_device
 from roi_codec_ros.files import file_sha256
 
@@ -323,6 +323,10 @@ class Run:
             self.skipped_total = state.get("skipped_total", 0)  # older state: not kept, counts from here
             self.rng.setstate(state["python_rng"])
             torch.set_rng_state(state["torch_rng"])
+            # a run warm-started from a model file before 2026-12-02 saved the file's zero floor in its checkpoints
+            reset_likelihood_bounds(self.model)
+            if self.ema is not None:
+                reset_likelihood_bounds(self.ema.module)
             if self.is_main:
                 print(f"resumed from {self.ckpt_path} at step {self.step} ({self.wall_s / 3600:.2f} h trained)")
         elif self.cfg.init_from:
