@@ -135,7 +135,7 @@ WARP_BITS_PER_PROXY = 3.0
 
 # the highest p_frame_max_cost: a residual that costs as much as the latents predicts nothing, and an I-frame of it
 # decodes without a reference (a scene cut, or a subscriber that joins there), whatever a P-frame entropy model
-# might save on it (the calibration of model 746f7b6e found 1.0232; 3bbe5518 found 0.9802)
+# might save on it (the calibration of model 746f7b6e found 1.0232; 3bbe5518 found 0.9802, bc9884d7 0.9814)
 MAX_P_FRAME_COST = 1.0
 
 
