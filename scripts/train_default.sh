@@ -43,6 +43,10 @@ case "${1:-status}" in
     [ -f "$out_dir/log.csv" ] && { head -n 1 "$out_dir/log.csv"; tail -n 2 "$out_dir/log.csv"; }
     [ -f "$out_dir/val.csv" ] && tail -n 5 "$out_dir/val.csv"
     [ -f "$out_dir/best_model.pt" ] && ls -l "$out_dir/best_model.pt"
+    # each skipped non-finite step is recorded there (what was non-finite: loss parts, likelihoods, gradients)
+    if [ -f "$out_dir/nonfinite.jsonl" ]; then
+      echo "non-finite steps recorded: $(wc -l <"$out_dir/nonfinite.jsonl") ($out_dir/nonfinite.jsonl)"
+    fi
     ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
