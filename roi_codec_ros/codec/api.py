@@ -609,7 +609,7 @@ class RoiCodec:
         h, w = picture.shape[:2]
         padded = padded_size(h, w, RoiHyperprior.PAD_MULTIPLE)
         # the encoder calls this inside its analysis autocast (bf16 on CPUs that have it); the decoder does not:
-        # without this both ends would compute different latents (and cache bf16 maps under the float32 key)
+        # without this both ends would compute different latents
         with self._autocast(None):
             u_alpha = torch.tensor([self.ranges.u_alpha(1.0)], device=self.device)
             x, mask_alpha = self._input_tensors(picture, None, u_alpha, padded)
@@ -622,16 +622,19 @@ class RoiCodec:
     def _zero_feature_maps(self, h: int, w: int, padded: tuple[int, int],
                            dtype: torch.dtype | None = None) -> tuple[list[Tensor], Tensor]:
         """The fusion maps and object features of zero-filled features for this frame size (no detector): the
-        same computation as in ``analysis``/``object_features``, done once per size and precision (called under
-        the analysis autocast).  Saves the projections and the resizing of constant maps on every frame."""
+        same computation as in ``analysis``/``object_features``, done once per size and precision, and computed in
+        that precision whatever autocast the caller is under (so the cache key says what it holds).  Saves the
+        projections and the resizing of constant maps on every frame."""
         dtype = dtype or self.analysis_dtype or torch.float32
         key = (h, w, padded, dtype, self.device)
         hit = self._zero_maps.get(key)
         if hit is None:
-            feats = self.model.zero_features(1, h, w, self.device)
-            fused = [self.model.fusion_map(i, feats[i - 1], (padded[0] >> i, padded[1] >> i), (h, w), dtype) for i in (1, 2, 3)]
-            y_like = torch.empty(1, self.config.M, padded[0] // 16, padded[1] // 16, device=self.device, dtype=dtype)
-            hit = (fused, self.model.object_features(feats, y_like, (h, w)))
+            with self._autocast(None if dtype == torch.float32 else dtype):
+                feats = self.model.zero_features(1, h, w, self.device)
+                fused = [self.model.fusion_map(i, feats[i - 1], (padded[0] >> i, padded[1] >> i), (h, w), dtype)
+                         for i in (1, 2, 3)]
+                y_like = torch.empty(1, self.config.M, padded[0] // 16, padded[1] // 16, device=self.device, dtype=dtype)
+                hit = (fused, self.model.object_features(feats, y_like, (h, w)))
             if len(self._zero_maps) >= 4:
                 self._zero_maps.pop(next(iter(self._zero_maps)))
             self._zero_maps[key] = hit

@@ -229,7 +229,7 @@ class RoiHyperprior(CompressionModel):
 
 def reset_likelihood_bounds(module: nn.Module) -> None:
     """Every entropy model's likelihood floor in ``module`` back to ``LIKELIHOOD_BOUND``: the training paths call it
-    (resume, P-frame entropy model; ``warm_start`` does not copy the floor).
+    (warm start, resume, P-frame entropy model).
 
     The floor is a constant of the constructors, but CompressAI keeps it in a buffer, so state dicts carry it, and
     fp16 storage (every model file) flushes 1e-9 to 0.  A model warm-started from such a file trained with no floor:

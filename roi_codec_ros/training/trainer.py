@@ -99,8 +99,7 @@ def warm_start(model: RoiHyperprior, path: str) -> list[str]:
     copied = []
     with torch.no_grad():
         for name, value in source.items():
-            # the likelihood floor is a constant of the model, not a weight: an fp16 file holds it as 0
-            if name not in own or not value.is_floating_point() or name.endswith("likelihood_lower_bound.bound"):
+            if name not in own or not value.is_floating_point():
                 continue
             target = own[name]
             if target.shape == value.shape:
@@ -111,6 +110,7 @@ def warm_start(model: RoiHyperprior, path: str) -> list[str]:
             else:
                 continue
             copied.append(name)
+    reset_likelihood_bounds(model)  # a constant of the model, not a weight: an fp16 file holds it as 0
     return copied
 
 
