@@ -8,7 +8,8 @@ codec by codec within each repeat so that background load hits all alike; compar
 times (this machine is shared).  Codecs:
 
 - ``old``: the earlier path, selected by flags on the codec object: fp32 analysis, contiguous synthesis weights
-  and ``y_hat``, CompressAI's own entropy compress/decompress calls (``_coder.use_cached_tables = False``), GDN
+  and ``y_hat``, CompressAI's own entropy compress/decompress calls (``_coder.use_cached_tables = False``) with
+  the float64 h_s/i_s (``_coder.integer = None``, for a model with an integer side), GDN
   out of place (``ChannelMatmulGDN.in_place_inference = False``), g_a as in training (``folded_analysis = False``);
 - ``new``: today's defaults: bf16 analysis where the CPU has native bf16, channels-last synthesis, cached rANS
   tables and the encoder's serial float64 side (``_coder.parallel_side`` for the two-thread one), exact decoder (its pixels are
@@ -21,7 +22,7 @@ times (this machine is shared).  Codecs:
   "ours / SH opt f64" separates the architecture from the price of that guarantee.
 
 Per-stage medians of ours: detector (only with --detector: one pass per frame, its features go to the encoder),
-input (uint8 -> padded tensors), g_a, side (h_a, i_a), entropy (encoder: float64 h_s/i_s, indexes, rANS; decoder:
+input (uint8 -> padded tensors), g_a, side (h_a, i_a), entropy (encoder: h_s/i_s (float64, or integers in float32), indexes, rANS; decoder:
 the same plus decoding), g_s, output (crop, uint8).  Acceptance of issue 13 (2 threads): encode <= 0.6x and decode
 <= 0.65x the old path at 1242x375; encode + decode <= 0.6x at 1280x720; ours / SH opt <= 1.3.
 """
@@ -169,6 +170,7 @@ def load_codecs(model: str | None) -> dict[str, RoiCodec]:
 
     old = make(analysis_precision="fp32", channels_last_synthesis=False)
     old._coder.use_cached_tables = False
+    old._coder.integer = None  # the float64 h_s/i_s of the earlier path, also for a model with an integer side
     old.folded_analysis = False
     for module in old.model.modules():
         if isinstance(module, ChannelMatmulGDN):
@@ -224,8 +226,14 @@ def bench_size(codecs, baselines, detector, image_path, h, w, args) -> dict:
     med = {k: statistics.median(v) for k, v in samples.items()}
     old_enc, old_img = last["old"]
     new_enc, new_img = last["new"]
-    # the exact decoder must give the old path's pixels for the same bytes
-    same_pixels = np.array_equal(codecs["old"].decode(new_enc.data), new_img)
+    # the exact decoder must give the old path's pixels for the same bytes (decoded with the new stream's entropy
+    # side: with an integer side the old path's float64 h_s would read other scales from them)
+    old_coder = codecs["old"]._coder
+    old_side, old_coder.integer = old_coder.integer, codecs["new"]._coder.integer
+    try:
+        same_pixels = np.array_equal(codecs["old"].decode(new_enc.data), new_img)
+    finally:
+        old_coder.integer = old_side
     info = {
         "size": f"{h}x{w}",
         "median_ms": med,

@@ -126,7 +126,7 @@ def test_unsupported_version_and_damaged_layout(model_file, tmp_path):
 
 
 @pytest.mark.parametrize("path, model_id", [
-    (DEFAULT_MODEL_PATH, "bc9884d712c7cdaa"),
+    (DEFAULT_MODEL_PATH, "6c1fa87e28150486"),
     (REPO / "models" / "default_stage5.pt", "0c766b87c4b97bbd"),
     (REPO / "models" / "nofeat_baseline.pt", "db3e998161f5afb8"),
 ])

@@ -23,6 +23,7 @@ COMMANDS = {
     "detect": ("roi_codec_ros.cli.detect", "run the detector adapter on images, write box/ROI overlays"),
     "train": ("roi_codec_ros.cli.train", "train a codec from a YAML config"),
     "train-inter": ("roi_codec_ros.cli.train_inter", "train a model file's P-frame entropy model on video (transforms frozen)"),
+    "quantize-side": ("roi_codec_ros.cli.quantize_side", "give a model file's entropy side an integer network (exact in float32, ~3x faster than float64)"),
     "eval": ("roi_codec_ros.cli.evaluate", "evaluate codecs and baselines on an image folder"),
     "eval-bag": ("roi_codec_ros.cli.evaluate", "evaluate on a rosbag2 image topic"),
     "make-bag": ("roi_codec_ros.cli.evaluate", "convert a video or image folder to a rosbag2"),

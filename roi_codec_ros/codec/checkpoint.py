@@ -198,6 +198,9 @@ def load_model_file(path: str | Path) -> tuple[RoiHyperprior, dict[str, Any]]:
         model = build_model(ModelConfig.from_dict(blob["config"]))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
         model.load_state_dict(state)  # CompressionModel resizes the CDF buffers to the stored tables
+        for part in model.entropy_models():
+            if part.integer is not None:
+                part.integer.check()  # integers float32 would not sum exactly: refused, not decoded wrongly
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: damaged model file ({_one_line(exc)})") from exc
     model.eval()

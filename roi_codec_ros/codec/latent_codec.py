@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .integer_side import IntegerScales
+
 
 def hyper_analysis(in_channels: int, N: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -171,7 +173,7 @@ def _channel_index_list(channels: int, shape: tuple[int, int]) -> list[int]:
 
 def _compress_side(codec: HyperLatentCodec, z: Tensor, cached: bool = True) -> tuple[list[bytes], tuple[int, int], Tensor]:
     """``HyperLatentCodec.compress`` for an already analysed side latent ``z = h_a(x)``, checked before it reaches
-    the entropy coder; ``h_s`` runs on the same ``z_hat`` the decoder gets.
+    the entropy coder, up to ``h_s``: returns (strings, shape, the ``z_hat`` the decoder gets).
 
     ``z_hat`` is computed as ``round(z - median) + median``: the very operations (and dtype) of the decoder's
     ``decompress`` on the coded symbols (rANS codes every symbol losslessly, out-of-range ones by bypass), without
@@ -188,8 +190,7 @@ def _compress_side(codec: HyperLatentCodec, z: Tensor, cached: bool = True) -> t
         strings = [_tables(bottleneck).encode(symbols, _channel_indexes(z.shape[1], shape))]
     else:
         strings = bottleneck.compress(z)
-    z_hat = bottleneck.quantize(z, "dequantize", medians)
-    return strings, shape, codec.h_s(z_hat)
+    return strings, shape, bottleneck.quantize(z, "dequantize", medians)
 
 
 def _quantize_side(codec: HyperLatentCodec, z: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
@@ -236,12 +237,12 @@ _SIDE_POOL = _SidePool()
 
 
 def _decompress_side(codec: HyperLatentCodec, string: bytes, shape: tuple[int, int]) -> Tensor:
-    """``HyperLatentCodec.decompress`` (EntropyBottleneck.decompress, then h_s) through the cached tables."""
+    """``EntropyBottleneck.decompress`` through the cached tables: the ``z_hat`` that ``HyperLatentCodec.decompress``
+    runs h_s on."""
     bottleneck = codec.entropy_bottleneck
     medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
     values = _tables(bottleneck).decode(string, _channel_indexes(medians.shape[1], tuple(shape)))
-    z_hat = bottleneck.dequantize(values, medians)  # values.type_as(medians) + medians, as CompressAI
-    return codec.h_s(z_hat)
+    return bottleneck.dequantize(values, medians)  # values.type_as(medians) + medians, as CompressAI
 
 
 def _index_list(conditional: GaussianConditional, scales: Tensor) -> list[int]:
@@ -282,6 +283,9 @@ class ObjectPriorLatentCodec(LatentCodec):
             chunks=("scales",),
         )
         self.context = nn.Sequential(conv3x3(M, context_channels), nn.ReLU()) if context_channels else None
+        # the coding path's h_s/i_s/combiner/context on integers, exact in float32 (codec/integer_side.py): set by
+        # ``RoiHyperprior`` for models with ``integer_side``; None = the float networks, in float64 when coding
+        self.integer: IntegerScales | None = None
 
     def scales(self, z_params: Tensor, w_params: Tensor, context: Tensor | None = None) -> Tensor:
         """The scales of y from the two side decoders' outputs (and the context, which a codec with a ``context``
@@ -294,6 +298,13 @@ class ObjectPriorLatentCodec(LatentCodec):
         elif context is not None:
             raise ValueError("this entropy model takes no context")
         return self.y.entropy_parameters(torch.cat(parts, dim=1))
+
+    def side_scales(self, z_hat: Tensor, w_hat: Tensor, context: Tensor | None = None) -> Tensor:
+        """The scales of y from the decoded side latents, as both ends of a stream compute them: through the integer
+        side where the model has one (float64 scales, exact), else h_s, i_s and ``scales`` in the coder's dtype."""
+        if self.integer is not None:
+            return self.integer(z_hat, w_hat, context)
+        return self.scales(self.hyper.h_s(z_hat), self.object.h_s(w_hat), context)
 
     def forward(self, y: Tensor, f: Tensor, gain: Tensor | None = None, context: Tensor | None = None) -> dict[str, Any]:
         """Training pass (noise quantisation).  ``gain``: (B, 1, h, w) explicit latent scaling, as ``compress``:
@@ -334,10 +345,10 @@ class ObjectPriorLatentCodec(LatentCodec):
             if gain is not None or context is not None:
                 raise ValueError("latent gains and contexts need the cached-table coder (use_cached_tables)")
             y = y.to(torch.float64)
-            z_strings, z_shape, z_params = _compress_side(self.hyper, side["z"].to(y), False)
-            w_strings, w_shape, w_params = _compress_side(self.object, side["w"].to(y), False)
+            z_strings, z_shape, z_hat = _compress_side(self.hyper, side["z"].to(y), False)
+            w_strings, w_shape, w_hat = _compress_side(self.object, side["w"].to(y), False)
             conditional = self.y.gaussian_conditional
-            indexes = conditional.build_indexes(self.scales(z_params, w_params))
+            indexes = conditional.build_indexes(self.side_scales(z_hat, w_hat))
             return {
                 "strings": {"y": conditional.compress(y, indexes), "z": z_strings, "w": w_strings},
                 "shape": {"z": z_shape, "w": w_shape, "y": tuple(y.shape[-2:])},
@@ -365,8 +376,14 @@ class ObjectPriorLatentCodec(LatentCodec):
             y_hat = torch.round(y)
         conditional = self.y.gaussian_conditional
         threads = torch.get_num_threads()
-        mode = self.parallel_side if threads > 1 else False
-        if not mode:
+        # the integer side is a third of the float64 networks' time: no second thread for it
+        mode = self.parallel_side if threads > 1 and self.integer is None else False
+        if self.integer is not None:
+            z_string = _encode_side(self.hyper, z_symbols, z_shape)
+            w_string = _encode_side(self.object, w_symbols, w_shape)
+            y_symbols = _int_list(y_hat.long())
+            indexes = _int_list(conditional.build_indexes(_scaled(self.integer(z_hat, w_hat, context), gain)))
+        elif not mode:
             z_params = self.hyper.h_s(z_hat)
             w_params = self.object.h_s(w_hat)
             z_string = _encode_side(self.hyper, z_symbols, z_shape)
@@ -413,18 +430,20 @@ class ObjectPriorLatentCodec(LatentCodec):
         if not self.use_cached_tables:
             if gain is not None or context is not None:
                 raise ValueError("latent gains and contexts need the cached-table coder (use_cached_tables)")
-            hyper_out = self.hyper.decompress([strings["z"]], shape["z"])
-            object_out = self.object.decompress([strings["w"]], shape["w"])
-            params = torch.cat([hyper_out["params"], object_out["params"]], dim=1)
-            return {"y_hat": self.y.decompress([strings["y"]], shape["y"], params)["y_hat"]}
+            z_hat = self.hyper.entropy_bottleneck.decompress(strings["z"], shape["z"])
+            w_hat = self.object.entropy_bottleneck.decompress(strings["w"], shape["w"])
+            conditional = self.y.gaussian_conditional
+            indexes = conditional.build_indexes(self.side_scales(z_hat, w_hat))
+            return {"y_hat": conditional.decompress(strings["y"], indexes)}
         if any(len(strings[name]) != 1 for name in ("y", "z", "w")):
             raise ValueError("the codec decodes one frame at a time")
-        z_params = _decompress_side(self.hyper, strings["z"][0], shape["z"])
-        w_params = _decompress_side(self.object, strings["w"][0], shape["w"])
+        z_hat = _decompress_side(self.hyper, strings["z"][0], shape["z"])
+        w_hat = _decompress_side(self.object, strings["w"][0], shape["w"])
         conditional = self.y.gaussian_conditional
-        if context is not None and tuple(context.shape[-2:]) != tuple(z_params.shape[-2:]):
-            raise ValueError(f"context of shape {tuple(context.shape[-2:])} for y of {tuple(z_params.shape[-2:])}")
-        scales = self.scales(z_params, w_params, context)
+        y_grid = (4 * z_hat.shape[-2], 4 * z_hat.shape[-1])  # h_s upsamples 4x
+        if context is not None and tuple(context.shape[-2:]) != y_grid:
+            raise ValueError(f"context of shape {tuple(context.shape[-2:])} for y of {y_grid}")
+        scales = self.side_scales(z_hat, w_hat, context)
         if tuple(scales.shape[-2:]) != tuple(shape["y"]):
             raise ValueError(f"y shape {tuple(shape['y'])} does not match its side information {tuple(scales.shape[-2:])}")
         if gain is not None:

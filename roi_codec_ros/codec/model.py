@@ -39,6 +39,7 @@ from .conditioning import (
     soft_one_hot,
     weighted_roi_mask,
 )
+from .integer_side import IntegerScales
 from .latent_codec import ObjectPriorLatentCodec
 
 ARCHITECTURE = "roi-hyperprior-v1"
@@ -59,13 +60,16 @@ class ModelConfig:
     ranges: ControlRanges = field(default_factory=ControlRanges)
     # a second entropy model for P-frames' latent residuals (``RoiHyperprior.inter_codec``), trained on them alone
     inter_prior: bool = False
+    # the coding path's entropy side on integers, exact in float32 (codec/integer_side.py; ``roi-codec quantize-side``)
+    integer_side: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["feature_channels"] = list(self.feature_channels)
         out["architecture"] = ARCHITECTURE
-        if not self.inter_prior:  # absent = False: the ids of models without one stay what they were
-            del out["inter_prior"]
+        for flag in ("inter_prior", "integer_side"):
+            if not out[flag]:  # absent = False: the ids of models without one stay what they were
+                del out[flag]
         return out
 
     @classmethod
@@ -111,6 +115,13 @@ class RoiHyperprior(CompressionModel):
         if config.inter_prior:
             self.inter_codec = ObjectPriorLatentCodec(N, M, object_in=3 * P, object_channels=config.object_channels,
                                                       context_channels=INTER_CONTEXT_CHANNELS)
+        if config.integer_side:  # filled from the model file (or by quantize_side)
+            for part in self.entropy_models():
+                part.integer = IntegerScales(part)
+
+    def entropy_models(self) -> list[ObjectPriorLatentCodec]:
+        """The intra entropy model and the P-frames' one where the model has it."""
+        return [self.latent_codec] + ([self.inter_codec] if self.config.inter_prior else [])
 
     # -- pieces shared by training (forward) and coding (codec API) -------------------------------------
     def rate_embedding(self, rate: Tensor) -> Tensor:

@@ -191,13 +191,16 @@ def train_inter_codec(model: RoiHyperprior, train: Sequence[LatentClip], steps: 
 
 
 def with_inter_codec(model: RoiHyperprior) -> RoiHyperprior:
-    """A copy of ``model`` with ``inter_prior=True`` whose P-frame entropy model starts as the intra one."""
-    config = replace(model.config, inter_prior=True)
+    """A copy of ``model`` with ``inter_prior=True`` whose P-frame entropy model starts as the intra one.  Without
+    an integer side: it would no longer match the retrained entropy model (``roi-codec quantize-side`` comes after)."""
+    config = replace(model.config, inter_prior=True, integer_side=False)
     out = build_model(config)
-    state = copy.deepcopy(model.state_dict())
+    state = {k: v for k, v in copy.deepcopy(model.state_dict()).items() if ".integer." not in k}
     if not model.config.inter_prior:
         inter = out.inter_codec.state_dict()
         for name, tensor in model.latent_codec.state_dict().items():
+            if name.startswith("integer."):
+                continue
             if name == COMBINER_WEIGHT:  # the intra combiner's columns; the context's start at zero
                 tensor = torch.cat([tensor, torch.zeros_like(inter[name][:, tensor.shape[1]:])], dim=1)
             inter[name] = tensor
