@@ -1,8 +1,9 @@
 """``RoiCodec``: the one way to encode and decode a frame (used by the CLI, the ROS nodes, evaluation).
 
 Determinism by design: the entropy-coding side (z/w decoding, h_s, i_s, scale combination, scale-table
-indexes, y coding) always runs on the CPU in float64, on both ends, from integer CDF tables stored in the model
-file.  The transforms run on the chosen device: g_a, g_s and the encoder-only side analysis h_a / i_a, whose
+indexes, y coding) always runs on the CPU, on both ends, from integer CDF tables stored in the model file: h_s,
+i_s and the combiner as an integer network exact in float32 (models with ``integer_side``, codec/integer_side.py),
+else in float64.  The transforms run on the chosen device: g_a, g_s and the encoder-only side analysis h_a / i_a, whose
 outputs are quantised and transmitted, never recomputed by a decoder.  So the decoded *latents* are identical
 whatever device, thread count, process or precision decodes the stream; the pixels are then computed by the
 synthesis transform on the decoder's device (bit-exact on the same device type and build, and on CPU between 1 and
@@ -135,7 +136,7 @@ WARP_BITS_PER_PROXY = 3.0
 
 # the highest p_frame_max_cost: a residual that costs as much as the latents predicts nothing, and an I-frame of it
 # decodes without a reference (a scene cut, or a subscriber that joins there), whatever a P-frame entropy model
-# might save on it (the calibration of model 746f7b6e found 1.0232; 3bbe5518 found 0.9802, bc9884d7 0.9814)
+# might save on it (the calibration of model 746f7b6e found 1.0232; 3bbe5518 found 0.9802, bc9884d7 0.9814, kept in 6c1fa87e)
 MAX_P_FRAME_COST = 1.0
 
 
