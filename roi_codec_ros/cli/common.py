@@ -202,3 +202,21 @@ def write_image(path: str | os.PathLike, image: np.ndarray, **save_args) -> None
         save_image_atomic(path, image, **save_args)
     except (OSError, ValueError, KeyError) as exc:  # KeyError/ValueError: Pillow's unknown format or mode
         raise _write_failed(path, exc) from exc
+
+
+def write_derived_model(codec, model, out: str, section: str, record: dict, fp16: bool = True) -> None:
+    """Export ``model``, made from ``codec``'s model file by a tool (train-inter, quantize-side), to ``out``: the
+    source file's detector record and metadata, plus ``record`` under ``metadata[section]``; the CDF tables as the
+    tool left them (``update_tables=False``)."""
+    import torch
+
+    from roi_codec_ros.codec import RoiCodec
+    from roi_codec_ros.codec.checkpoint import export_model, load_model_file
+
+    path = codec.info.get("path")
+    _, info = load_model_file(path) if path not in (None, "random") else (None, {})
+    metadata = {**info.get("metadata", {}), section: record}
+    with torch.no_grad():
+        export_model(model, out, fp16=fp16, detector=info.get("detector"),
+                     uses_features=info.get("uses_features", True), metadata=metadata, update_tables=False)
+    print(f"wrote {out} (model id {RoiCodec.load(out).model_id[:16]})")

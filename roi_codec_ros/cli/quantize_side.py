@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import CliError, add_model_args, float_list, set_threads
+from .common import CliError, add_model_args, float_list, set_threads, write_derived_model
 from .train_inter import IMAGE_SUFFIXES, _sequence_clips, _video_clip
 
 
@@ -64,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--max-images >= 2 and --hz > 0")
     try:
         import numpy as np
-        import torch
 
         from roi_codec_ros.codec import RoiCodec
-        from roi_codec_ros.codec.checkpoint import export_model, load_model_file
         from roi_codec_ros.training.integer import inter_samples, intra_samples, with_integer_side
         from roi_codec_ros.training.inter import collect_latents, frame_bytes, split_clips
 
@@ -109,14 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             report["p_frame_bytes"] = {"float64_side": before, "integer_side": after}
             print(f"held-out P-frame residuals: {before} bytes with the float64 side, {after} with the integer side "
                   f"({100 * (after / max(before, 1) - 1):+.3f} %)")
-        _, info = load_model_file(codec.info["path"]) if codec.info.get("path") not in (None, "random") else (None, {})
-        metadata = {**info.get("metadata", {}), "integer_side": {
+        write_derived_model(codec, model, args.out, "integer_side", {  # the CDF tables are the input model's
             "quantized_from": str(model_path), "image_folders": list(args.images), "max_images": args.max_images,
-            "clips": list(args.video) + list(args.sequences), "rates": list(args.rates), "hz": args.hz, **report}}
-        with torch.no_grad():
-            export_model(model, args.out, detector=info.get("detector"), uses_features=info.get("uses_features", True),
-                         metadata=metadata, update_tables=False)  # the CDF tables are the input model's
-        print(f"wrote {args.out} (model id {RoiCodec.load(args.out).model_id[:16]})")
+            "clips": list(args.video) + list(args.sequences), "rates": list(args.rates), "hz": args.hz, **report})
     except CliError as exc:
         print(f"roi-codec quantize-side: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import CliError, add_model_args, float_list, set_threads
+from .common import CliError, add_model_args, float_list, set_threads, write_derived_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.batch < 1 or args.crop < 2 or args.hz <= 0:
         build_parser().error("--steps, --batch >= 1, --crop >= 2 and --hz > 0")
     try:
-        import torch
-
         from roi_codec_ros.codec import RoiCodec
-        from roi_codec_ros.codec.checkpoint import export_model, load_model_file
         from roi_codec_ros.training.inter import (calibrate_max_cost, coded_bytes, collect_latents, frame_bytes, split_clips,
                                                   train_inter_codec, with_inter_codec)
 
@@ -116,18 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation: {residuals} residuals of {len(val)} held-out clip parts: {before} bytes under the input "
               f"model's ({had} entropy model), {after} with the trained one ({100 * (after / max(before, 1) - 1):+.1f} %); "
               f"as intra frames {intra}; P-frames below a cost proxy of {max_cost:g} save the most")
-        _, info = load_model_file(codec.info["path"]) if codec.info.get("path") not in (None, "random") else (None, {})
-        metadata = {**info.get("metadata", {}), "inter_prior": {
+        # train_inter_codec updated the new tables; the intra ones stay
+        write_derived_model(codec, model, args.out, "inter_prior", {
             "trained_from": str(model_path), "clips": [name for name, _ in clips], "rates": list(args.rates),
             "hz": args.hz, "steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
             "validation_bytes": {"input_model": before, "trained": after, "intra_frames": intra,
                                  "residuals": residuals},
-            "p_frame_max_cost": max_cost}}
-        with torch.no_grad():
-            export_model(model, args.out, fp16=not args.fp32, detector=info.get("detector"),
-                         uses_features=info.get("uses_features", True), metadata=metadata,
-                         update_tables=False)  # train_inter_codec updated the new tables; the intra ones stay
-        print(f"wrote {args.out} (model id {RoiCodec.load(args.out).model_id[:16]})")
+            "p_frame_max_cost": max_cost}, fp16=not args.fp32)
     except CliError as exc:
         print(f"roi-codec train-inter: {exc}", file=sys.stderr)
         return 1
